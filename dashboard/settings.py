@@ -1,0 +1,262 @@
+"""Settings for the training dashboard, read from the environment.
+
+With nothing set it runs embedded: SQLite and a filesystem Celery broker in a local data
+folder, and the Scenario simulator served by the app itself. With DATABASE_URL and
+CELERY_BROKER_URL (or REDIS_URL) it runs on Postgres and Redis. Every variable is listed in
+the README; a bad value stops start-up with ImproperlyConfigured instead of being guessed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def env_number(name: str, default: float, kind=float, minimum: float | None = None):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a {kind.__name__}, not {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    return env_number(name, default, int, minimum)
+
+
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    return env_number(name, default, float, minimum)
+
+
+def database_from_url(url: str) -> dict:
+    """Turn postgres://user:password@host:port/name or sqlite:///path into a DATABASES entry."""
+    parts = urlsplit(url)
+    if parts.scheme in {"postgres", "postgresql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfigured(f"DATABASE_URL names no database: {parts.scheme}://…")
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+            "CONN_HEALTH_CHECKS": True,
+        }
+    if parts.scheme == "sqlite":
+        return sqlite_database(Path(unquote(parts.path)))
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, not {parts.scheme!r}"
+    )
+
+
+def sqlite_database(path: Path) -> dict:
+    # The web, worker and beat processes share this file: WAL lets readers work during a write,
+    # IMMEDIATE transactions take the write lock up front instead of failing half-way.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+    }
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "insecure-development-key-only-for-local-use"
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+]
+CSRF_TRUSTED_ORIGINS = [
+    origin.strip() for origin in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if origin.strip()
+]
+
+DATA_DIR = Path(env_str("DASHBOARD_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "training",
+    "simulator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "training.context_processors.dashboard",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+DATABASES = {
+    "default": database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else sqlite_database(DATA_DIR / "dashboard.sqlite3")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # One line per request from the test server and the simulator is noise, not news.
+        "django.server": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+# --- Scenario -------------------------------------------------------------------------------
+
+# The embedded stand-in for Scenario's API: on by default in development, off in production
+# unless asked for (docker compose's demo profile asks).
+SCENARIO_SIMULATOR = env_bool("SCENARIO_SIMULATOR", DEBUG)
+DASHBOARD_PORT = env_int("DASHBOARD_PORT", 8000, minimum=1)
+SCENARIO_API_URL = env_str(
+    "SCENARIO_API_URL",
+    f"http://127.0.0.1:{DASHBOARD_PORT}/sim/v1"
+    if SCENARIO_SIMULATOR
+    else "https://api.cloud.scenario.com/v1",
+).rstrip("/")
+if not SCENARIO_API_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"SCENARIO_API_URL must be an http(s) URL, not {SCENARIO_API_URL!r}")
+SCENARIO_API_KEY = env_str("SCENARIO_API_KEY", "demo-key" if SCENARIO_SIMULATOR else "")
+SCENARIO_API_SECRET = env_str("SCENARIO_API_SECRET", "demo-secret" if SCENARIO_SIMULATOR else "")
+SCENARIO_CONNECT_TIMEOUT = env_float("SCENARIO_CONNECT_TIMEOUT", 3.05, minimum=0.1)
+SCENARIO_READ_TIMEOUT = env_float("SCENARIO_READ_TIMEOUT", 20.0, minimum=0.1)
+SCENARIO_MAX_RETRY_AFTER = env_float("SCENARIO_MAX_RETRY_AFTER", 30.0, minimum=0)
+
+# Simulated seconds that pass per real second: at 20 a typical training takes about a minute.
+SIMULATOR_TIME_SCALE = env_float("SIMULATOR_TIME_SCALE", 20.0, minimum=0.001)
+SIMULATOR_GPU_SLOTS = env_int("SIMULATOR_GPU_SLOTS", 2, minimum=1)
+# Random faults for every request, e.g. "429=0.1,503=0.2,latency_ms=200".
+SIMULATOR_FAULTS = env_str("SIMULATOR_FAULTS")
+
+# --- Training lifecycle ---------------------------------------------------------------------
+
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 2.0, minimum=0.2)
+SUBMIT_TIMEOUT_SECONDS = env_float("SUBMIT_TIMEOUT_SECONDS", 60.0, minimum=1)
+MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, minimum=10)
+DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=1)
+
+# --- Celery ---------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Longer than any countdown or retry the tasks use, so nothing is redelivered early.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+else:
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL must be filesystem:// or a redis:// URL, "
+        f"not {CELERY_BROKER_URL.split('://')[0]!r}"
+    )
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "sweep": {"task": "training.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
+    "sync-models": {"task": "training.tasks.sync_models", "schedule": MODEL_SYNC_INTERVAL_SECONDS},
+}

@@ -1,0 +1,32 @@
+// Toasts: the server sends an HX-Trigger "run-finished" event with {message}; show it briefly.
+document.addEventListener("run-finished", (event) => {
+  const detail = event.detail || {};
+  const messages = Array.isArray(detail.messages) ? detail.messages : [detail.message || detail.value];
+  const box = document.getElementById("toasts");
+  if (!box) return;
+  for (const text of messages) {
+    if (!text) continue;
+    const toast = document.createElement("div");
+    toast.className = "toast";
+    toast.setAttribute("role", "status");
+    toast.textContent = text;
+    box.appendChild(toast);
+    setTimeout(() => toast.remove(), 8000);
+  }
+});
+
+// Remaining time counts down between refreshes: elements carry data-remaining-ms.
+function formatRemaining(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  if (h) return `${h} h ${m} min`;
+  if (m) return `${m} min ${sec} s`;
+  return `${sec} s`;
+}
+setInterval(() => {
+  for (const el of document.querySelectorAll("[data-remaining-ms]")) {
+    const left = Number(el.dataset.remainingMs) - 1000;
+    el.dataset.remainingMs = String(Math.max(0, left));
+    el.textContent = formatRemaining(left);
+  }
+}, 1000);

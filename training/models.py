@@ -1,0 +1,208 @@
+"""What the dashboard knows: teams, mirrored Scenario models, training runs and their trail.
+
+A TrainingRun row is the truth about a training. Its `state` is only ever changed by
+training.services, with a compare-and-set UPDATE that also writes a RunEvent.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    ARTIST = "artist", "Artist"
+    LEAD = "lead", "Lead"
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    # Monthly Creative Units budget; empty means no limit.
+    monthly_cu_budget = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's place in one team, with their role there."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.ARTIST)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.team})"
+
+
+class ScenarioModel(models.Model):
+    """A mirror of a model on Scenario, refreshed from GET /models."""
+
+    remote_id = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=300, blank=True)
+    type = models.CharField(max_length=60, db_index=True)
+    status = models.CharField(max_length=30, blank=True)
+    training_images_number = models.PositiveIntegerField(default=0)
+    # [{"id": asset id, "name": file name, "url": download url}], as far as Scenario listed them.
+    training_images = models.JSONField(default=list, blank=True)
+    thumbnail_url = models.URLField(max_length=1000, blank=True)
+    # Only this team may train it; empty means every team may.
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="scenario_models"
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "remote_id"]
+        verbose_name = "Scenario model"
+
+    def __str__(self) -> str:
+        return self.name or self.remote_id
+
+
+class RunState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SUBMITTING = "submitting", "Submitting"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+FINAL_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED})
+ACTIVE_STATES = frozenset(set(RunState) - FINAL_STATES)
+
+
+class TrainingRun(models.Model):
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="runs")
+    model = models.ForeignKey(ScenarioModel, on_delete=models.PROTECT, related_name="runs")
+    # The type at launch: a model's type can change later, the run's parameters fit this one.
+    model_type = models.CharField(max_length=60)
+    parameters = models.JSONField(default=dict, blank=True)
+    # One per launch form: a resubmitted or double-clicked form finds the run it already made.
+    idempotency_key = models.UUIDField(null=True, blank=True, unique=True, default=None)
+    quote_cu_cost = models.FloatField(null=True, blank=True)
+    quote_cu_discount = models.FloatField(null=True, blank=True)
+    budget_override = models.BooleanField(default=False)
+
+    state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.DRAFT)
+    job_id = models.CharField(max_length=100, blank=True)
+
+    # The last snapshot read from Scenario.
+    remote_model_status = models.CharField(max_length=30, blank=True)
+    remote_job_status = models.CharField(max_length=30, blank=True)
+    stage = models.CharField(max_length=30, blank=True)
+    queue_position = models.PositiveIntegerField(null=True, blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    remaining_ms = models.BigIntegerField(null=True, blank=True)
+    # [{"date": ISO string, "status": job status}], as the job reported it.
+    status_history = models.JSONField(default=list, blank=True)
+    train_started_at = models.DateTimeField(null=True, blank=True)
+    train_ended_at = models.DateTimeField(null=True, blank=True)
+    queue_duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    train_duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    cu_cost = models.FloatField(null=True, blank=True)
+    cu_discount = models.FloatField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+
+    # Polling bookkeeping.
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_failures = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by every write in services; .update() does not touch auto_now fields.
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="run_team_created"),
+            models.Index(fields=["created_by", "-created_at"], name="run_author_created"),
+            models.Index(fields=["-created_at", "-id"], name="run_created"),
+            models.Index(fields=["model_type", "-created_at"], name="run_type_created"),
+            models.Index(fields=["state", "-created_at"], name="run_state_created"),
+            models.Index(
+                fields=["next_poll_at"],
+                name="run_poll_due",
+                condition=Q(state__in=["queued", "running", "cancel_requested"]),
+            ),
+            models.Index(
+                fields=["team", "-updated_at"],
+                name="run_team_active",
+                condition=Q(
+                    state__in=["draft", "submitting", "queued", "running", "cancel_requested"]
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.model} ({self.state})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class EpochSample(models.Model):
+    """One sample image Scenario produced for a prompt at the end of an epoch."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="samples")
+    epoch = models.CharField(max_length=100, help_text="the epoch hash Scenario gave")
+    epoch_index = models.PositiveIntegerField(help_text="0-based order of the epoch")
+    prompt_index = models.PositiveIntegerField()
+    prompt = models.TextField(blank=True)
+    asset_id = models.CharField(max_length=100)
+    url = models.URLField(max_length=2000)
+
+    class Meta:
+        ordering = ["epoch_index", "prompt_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "epoch_index", "prompt_index"], name="one_sample_per_prompt_epoch"
+            )
+        ]
+
+
+class EventSource(models.TextChoices):
+    USER = "user", "User"
+    WORKER = "worker", "Worker"
+    SWEEP = "sweep", "Sweep"
+
+
+class RunEvent(models.Model):
+    """The audit trail: one row per state change of a run."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
+    source = models.CharField(max_length=10, choices=EventSource.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '∅'} → {self.to_state} ({self.source})"
