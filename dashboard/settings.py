@@ -74,7 +74,8 @@ def database_from_url(url: str) -> dict:
     if parts.scheme == "sqlite":
         return sqlite_database(Path(unquote(parts.path)))
     raise ImproperlyConfigured(
-        f"DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, not {parts.scheme!r}"
+        "DATABASE_URL must start with postgres://, postgresql:// or sqlite:///, "
+        f"not {parts.scheme!r}"
     )
 
 

@@ -181,6 +181,9 @@ class EpochSample(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"Epoch {self.epoch_index + 1}, prompt {self.prompt_index + 1}"
+
 
 class EventSource(models.TextChoices):
     USER = "user", "User"
