@@ -90,6 +90,8 @@ def sqlite_database(path: Path) -> dict:
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
+        # A file, not memory, so worker processes started by the tests share the test database.
+        "TEST": {"NAME": path.with_name(f"test-{path.name}")},
     }
 
 

@@ -1,0 +1,64 @@
+"""Shared fixtures: named people in two teams, plus the fixture plugins of each area."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.models import Membership, Role, Team
+
+pytest_plugins = [
+    "tests.fixtures.simulator",
+    "tests.fixtures.workers",
+    "tests.fixtures.browser",
+]
+
+PASSWORD = "correct-horse-battery"
+
+
+def _person(django_user_model, username, team=None, role=Role.ARTIST, **extra):
+    user = django_user_model.objects.create_user(
+        username=username, password=PASSWORD, first_name=username.capitalize(), **extra
+    )
+    if team is not None:
+        Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def team_a(db):
+    return Team.objects.create(name="Team A")
+
+
+@pytest.fixture
+def team_b(db):
+    return Team.objects.create(name="Team B")
+
+
+@pytest.fixture
+def alice(django_user_model, team_a):
+    """An artist in team A."""
+    return _person(django_user_model, "alice", team_a)
+
+
+@pytest.fixture
+def dave(django_user_model, team_a):
+    """Another artist in team A."""
+    return _person(django_user_model, "dave", team_a)
+
+
+@pytest.fixture
+def bob(django_user_model, team_a):
+    """The lead of team A."""
+    return _person(django_user_model, "bob", team_a, Role.LEAD)
+
+
+@pytest.fixture
+def charlie(django_user_model, team_b):
+    """An artist in team B."""
+    return _person(django_user_model, "charlie", team_b)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """A staff member in no team, who sees everything."""
+    return _person(django_user_model, "sam", is_staff=True)
