@@ -1,0 +1,142 @@
+"""docker compose cannot run here, so check the compose file against the code it starts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import get_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+APP_SERVICES = {name: s for name, s in SERVICES.items() if s.get("image") == "training-dashboard"}
+SETTINGS_SOURCE = (ROOT / "dashboard" / "settings.py").read_text()
+# Every variable the settings read: env_str("NAME"), env_bool("NAME", …), and so on.
+SETTINGS_VARS = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', SETTINGS_SOURCE))
+DEMO_ENV = dict(
+    line.split("=", 1)
+    for line in (ROOT / "compose.demo.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Resolve compose's ${NAME:-default} and ${NAME} against env."""
+
+    def resolve(match: re.Match) -> str:
+        name, default = match.group(1), match.group(3) or ""
+        return env.get(name) or default
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", resolve, str(value))
+
+
+def service_env(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    extra = extra or {}
+    return {k: interpolate(v, extra) for k, v in SERVICES[name]["environment"].items()}
+
+
+def test_it_has_every_service_the_stack_needs():
+    assert {"postgres", "redis", "web", "worker", "beat", "flower"} <= set(SERVICES)
+    assert SERVICES["simulator"]["profiles"] == ["demo"]
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_every_app_variable_is_one_the_settings_read(name):
+    unknown = set(APP_SERVICES[name]["environment"]) - SETTINGS_VARS
+    assert not unknown, f"{name} sets variables dashboard/settings.py never reads: {unknown}"
+
+
+def test_the_demo_env_file_sets_only_variables_the_settings_read():
+    assert set(DEMO_ENV) <= SETTINGS_VARS
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_every_app_command_names_something_that_exists(name):
+    command = APP_SERVICES[name]["command"]
+    program = command[0]
+    if program == "gunicorn":
+        module, attribute = command[1].split(":")
+        assert callable(getattr(importlib.import_module(module), attribute))
+    elif program == "celery":
+        assert command[1:3] == ["-A", "dashboard"]
+        assert importlib.import_module("dashboard").celery_app.main == "dashboard"
+        assert command[3] in {"worker", "beat", "flower"}
+        if command[3] == "flower":
+            importlib.import_module("flower")
+    elif program == "python":
+        assert command[1] == "manage.py"
+        assert command[2] in get_commands()
+    else:
+        pytest.fail(f"{name} runs an unexpected program: {program}")
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_dependencies_exist_and_health_conditions_have_health_checks(name):
+    for dependency, rule in SERVICES[name].get("depends_on", {}).items():
+        assert dependency in SERVICES, f"{name} depends on a missing service {dependency}"
+        condition = rule["condition"]
+        assert condition in {
+            "service_started",
+            "service_healthy",
+            "service_completed_successfully",
+        }
+        if condition == "service_healthy":
+            assert "healthcheck" in SERVICES[dependency], f"{dependency} has no health check"
+
+
+def test_long_running_services_have_health_checks():
+    for name in ("postgres", "redis", "web", "worker", "simulator"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+
+
+def load_settings_with(env: dict[str, str]) -> dict:
+    """Import the settings in a clean process with exactly this environment."""
+    script = (
+        "import json; from django.conf import settings as s;"
+        "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
+        " 'db': s.DATABASES['default']['NAME'], 'broker': s.CELERY_BROKER_URL,"
+        " 'debug': s.DEBUG, 'simulator': s.SCENARIO_SIMULATOR, 'api': s.SCENARIO_API_URL}))"
+    )
+    clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+    clean["DASHBOARD_DATA_DIR"] = str(ROOT / "data" / "test" / "compose")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**clean, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_web_service_environment_gives_postgres_redis_and_the_real_api():
+    loaded = load_settings_with(service_env("web"))
+    assert loaded["engine"] == "django.db.backends.postgresql"
+    assert loaded["db"] == "dashboard"
+    assert loaded["broker"] == "redis://redis:6379/0"
+    assert loaded["debug"] is False
+    assert loaded["simulator"] is False
+    assert loaded["api"] == "https://api.cloud.scenario.com/v1"
+
+
+def test_the_demo_profile_points_the_app_at_the_simulator_service():
+    web = load_settings_with(service_env("web", DEMO_ENV))
+    simulator = load_settings_with(service_env("simulator", DEMO_ENV))
+    assert web["api"] == "http://simulator:8000/sim/v1"
+    assert simulator["simulator"] is True
+
+
+def test_the_readme_documents_every_variable_the_settings_read():
+    readme = (ROOT / "README.md").read_text()
+    undocumented = {name for name in SETTINGS_VARS if f"`{name}`" not in readme}
+    assert not undocumented, f"README's configuration table misses {undocumented}"

@@ -1,0 +1,175 @@
+"""Run the whole dashboard on this machine: web server, Celery worker and beat, simulator.
+
+The first start migrates and seeds two teams, their people and a handful of models in the
+simulator; later starts reuse the data. Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from training.models import Membership, Role, Team
+
+DEMO_PASSWORD = "demo-pass-123"
+
+# (team, username, full name, role); staff "admin" is added on top.
+DEMO_PEOPLE = [
+    ("Character Art", "alice", "Alice Martin", Role.ARTIST),
+    ("Character Art", "bob", "Bob Chen", Role.LEAD),
+    ("Environments", "charlie", "Charlie Diaz", Role.ARTIST),
+    ("Environments", "erin", "Erin Walsh", Role.LEAD),
+]
+
+# (name, model type, training images) created in the simulator on the first start.
+DEMO_MODELS = [
+    ("Flux portrait v3", "flux.1-lora", 12),
+    ("Kontext prop edits", "flux.1-kontext-lora", 8),
+    ("Qwen UI icons", "qwen-image-lora", 20),
+    ("Legacy SDXL armour", "sd-xl-lora", 15),
+    ("Narrator voice", "elevenlabs-voice", 6),
+    ("Broken fail-case", "flux.1-lora", 10),
+    ("Empty sketchbook", "flux.1-lora", 0),
+]
+
+
+class Command(BaseCommand):
+    help = "Start the web server, a Celery worker, Celery beat and the simulator, with demo data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
+        parser.add_argument(
+            "--no-seed", action="store_true", help="start without creating demo data"
+        )
+
+    def handle(self, *args, port: int, no_seed: bool, **options):
+        if not 1 <= port <= 65535:
+            raise CommandError(f"--port must be between 1 and 65535, not {port}")
+        if not settings.SCENARIO_SIMULATOR:
+            raise CommandError(
+                "The demo needs the simulator: unset SCENARIO_SIMULATOR or set it to true."
+            )
+        call_command("migrate", interactive=False, verbosity=0)
+        first_start = not no_seed and seed_people()
+        processes = start_processes(port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(f"{base}/login/", processes)
+            if first_start:
+                seed_simulator_models()
+            sync_model_list(self.stderr)
+            self.print_welcome(base)
+            watch(processes)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            stop(processes)
+
+    def print_welcome(self, base: str) -> None:
+        out = self.stdout
+        out.write(self.style.SUCCESS(f"\nTraining dashboard: {base}/"))
+        out.write(f"Simulator (Scenario API stand-in): {base}/sim/v1/")
+        out.write(f"Admin: {base}/admin/ (admin / {DEMO_PASSWORD})")
+        out.write(f"Demo logins, password {DEMO_PASSWORD}:")
+        for team, username, name, role in DEMO_PEOPLE:
+            out.write(f"  {username:<8} {name:<14} {role.label.lower():<7} {team}")
+        out.write("Press Ctrl-C to stop.\n")
+
+
+@transaction.atomic
+def seed_people() -> bool:
+    """Create the demo teams and people; False when they were already there."""
+    users = get_user_model()
+    if users.objects.filter(username="alice").exists():
+        return False
+    for team_name, username, full_name, role in DEMO_PEOPLE:
+        team, _ = Team.objects.get_or_create(name=team_name)
+        first, last = full_name.split(" ", 1)
+        user = users.objects.create_user(
+            username, password=DEMO_PASSWORD, first_name=first, last_name=last
+        )
+        Membership.objects.create(user=user, team=team, role=role)
+    Team.objects.filter(name="Character Art").update(monthly_cu_budget=5000)
+    users.objects.create_superuser("admin", password=DEMO_PASSWORD)
+    return True
+
+
+def seed_simulator_models() -> None:
+    from simulator import seed
+
+    for name, model_type, images in DEMO_MODELS:
+        seed.create_model(name, model_type, images=images)
+
+
+def sync_model_list(stderr) -> None:
+    from training import services
+    from training.scenario import ScenarioError
+
+    try:
+        services.sync_models()
+    except ScenarioError as error:
+        stderr.write(f"Could not sync the model list yet: {error}")
+
+
+def start_processes(port: int) -> dict[str, subprocess.Popen]:
+    env = {**os.environ, "DASHBOARD_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    manage = [sys.executable, "manage.py"]
+    celery = [sys.executable, "-m", "celery", "-A", "dashboard"]
+    commands = {
+        "web": [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+        "beat": [*celery, "beat", "--loglevel=INFO"],
+    }
+    return {
+        name: subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+        for name, command in commands.items()
+    }
+
+
+def wait_until_up(url: str, processes: dict[str, subprocess.Popen], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check_alive(processes)
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise CommandError(f"The web server did not answer at {url} within {seconds:.0f} s")
+
+
+def check_alive(processes: dict[str, subprocess.Popen]) -> None:
+    for name, process in processes.items():
+        if process.poll() is not None:
+            raise CommandError(f"The {name} process stopped (exit code {process.returncode})")
+
+
+def watch(processes: dict[str, subprocess.Popen]) -> None:
+    while True:
+        check_alive(processes)
+        time.sleep(1)
+
+
+def stop(processes: dict[str, subprocess.Popen], grace: float = 10) -> None:
+    """Ask every child to stop, then kill what is still running after the grace period."""
+    for process in processes.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
