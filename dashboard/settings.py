@@ -223,6 +223,9 @@ SCENARIO_MAX_RETRY_AFTER = env_float("SCENARIO_MAX_RETRY_AFTER", 30.0, minimum=0
 # Simulated seconds that pass per real second: at 20 a typical training takes about a minute.
 SIMULATOR_TIME_SCALE = env_float("SIMULATOR_TIME_SCALE", 20.0, minimum=0.001)
 SIMULATOR_GPU_SLOTS = env_int("SIMULATOR_GPU_SLOTS", 2, minimum=1)
+# Where browsers reach the simulator, when that differs from the address the workers use
+# (docker compose: the worker calls http://simulator:8000, a browser http://localhost:8001).
+SIMULATOR_PUBLIC_URL = env_str("SIMULATOR_PUBLIC_URL").rstrip("/")
 # Random faults for every request, e.g. "429=0.1,503=0.2,latency_ms=200".
 SIMULATOR_FAULTS = env_str("SIMULATOR_FAULTS")
 
@@ -238,12 +241,13 @@ DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = DATA_DIR / "broker"
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
