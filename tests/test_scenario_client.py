@@ -317,7 +317,7 @@ def test_secrets_never_show_in_logs_errors_or_reprs(scenario, caplog):
             call()
         errors.append(caught.value)
 
-    shown = [caplog.text, repr(client), str(vars(client))]
+    shown = [caplog.text, repr(client), str(vars(client)), repr(client.session.auth)]
     shown += [text for e in errors for text in (str(e), repr(e), str(vars(e)), str(e.__cause__))]
     for text in shown:
         assert TEST_API_KEY not in text

@@ -18,11 +18,16 @@ Launching without launching twice
     lost (read timeout, dropped connection, a 5xx from a gateway) it raises OutcomeUnknown:
     the training may or may not have started. The caller must not trigger again blindly;
     it learns what happened from `get_model(model_id)`:
-      - status "training" with a trainingProgress that started at or after our attempt:
-        our launch went through (Scenario refuses a second launch on a training model with
-        400 "Model is already training", so there can be only one);
-      - any other status (new, trained, failed, training-canceled) unchanged since before the
-        attempt: it did not start, and triggering again is safe.
+      - status "training": our launch went through, provided the training is ours. Its
+        trainingProgress.startedAt, once the GPU has started, is at or after our attempt;
+        before that (pending, queued) there is no startedAt and only one launch can exist,
+        since Scenario refuses a second one with 400 "Model is already training";
+      - a final status (trained, failed, training-canceled) whose trainingStats.startedAt is
+        at or after our attempt: our launch went through and has already ended;
+      - otherwise (new, or a final status from an older training): it did not start, and
+        triggering again is safe.
+    The model object does not name its job, so a launch adopted this way has no job id;
+    its progress is followed on the model.
     A 429 on the trigger is different: a response came back, Scenario refused it, and that is
     RateLimited (with retry_after), not OutcomeUnknown. Other writes behave the same way
     (OutcomeUnknown when unsure), and are reconciled the same way, by reading back.
@@ -52,6 +57,7 @@ from urllib.parse import quote as url_quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ResponseError
 from urllib3.util.retry import Retry
 
@@ -227,23 +233,23 @@ class Launch:
 # --- parsing ----------------------------------------------------------------------------------
 
 _MISSING = object()
+_KINDS = {
+    "str": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+}
 
 
 def _field(obj: Mapping, key: str, kind: str, where: str, *, required: bool = True) -> Any:
-    """Read obj[key] as `kind` (str, number, int, bool, list, dict); optional ones may be None."""
+    """Read obj[key] as `kind` (str, number, bool, list, dict); optional ones may be None."""
     value = obj.get(key, _MISSING)
     if value is _MISSING or value is None:
         if required:
             raise ResponseShapeError(f"Scenario's answer has no {where}.{key}")
         return None
-    checks = {
-        "str": lambda v: isinstance(v, str),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "list": lambda v: isinstance(v, list),
-        "dict": lambda v: isinstance(v, dict),
-    }
-    if checks[kind](value):
+    if _KINDS[kind](value):
         return value
     if required:
         raise ResponseShapeError(
@@ -507,6 +513,13 @@ class _Retry(Retry):
         return super().increment(method, url, response=response, error=error, **kwargs)
 
 
+class _BasicAuth(HTTPBasicAuth):
+    """Basic auth whose repr names no credentials."""
+
+    def __repr__(self) -> str:
+        return "<basic auth>"
+
+
 # --- the client -------------------------------------------------------------------------------
 
 
@@ -529,7 +542,7 @@ class ScenarioClient:
         self.timeout = (connect_timeout, read_timeout)
         self.max_retry_after = max_retry_after
         self.session = requests.Session()
-        self.session.auth = (api_key, api_secret)
+        self.session.auth = _BasicAuth(api_key, api_secret)
         self.session.headers.update({"Accept": "application/json"})
         retry = _Retry(
             total=retries,
