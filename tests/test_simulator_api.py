@@ -406,3 +406,12 @@ def test_an_injected_rule_fires_the_given_number_of_times_on_matching_requests(a
     assert api.call("get", "/models").status_code == 200, "path does not match"
     codes = [api.call("get", f"/models/{model.id}").status_code for _ in range(3)]
     assert codes == [503, 503, 200]
+
+
+def test_picture_urls_can_name_the_public_address(api, settings):
+    model = seed.create_model(images=1)
+    settings.SIMULATOR_PUBLIC_URL = "http://localhost:8001/sim/v1/"
+
+    image = api.ok("get", f"/models/{model.id}")["model"]["trainingImages"][0]
+
+    assert image["downloadUrl"] == f"http://localhost:8001/sim/v1/assets/{image['id']}"
