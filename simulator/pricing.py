@@ -8,9 +8,9 @@ The Creative Units price is deterministic:
 
 `cost` is what is billed (`creativeUnitsCost`, `billing.cuCost`); `discount` is what was
 taken off (`creativeUnitsDiscount`, `billing.cuDiscount`). Bases by trainer family: Flux LoRA
-60, Musubi (flux.2, qwen-image, zimage LoRAs) 80, SD 1.5 LoRA 40, SDXL LoRA 45, ElevenLabs
-voice 100. A flux.1 LoRA on 10 images at its default 1000 steps, with 3 sample prompts over
-10 epochs, costs 60 + 20 + 50 + 30 = 160 CU; typical trainings land between 100 and 500 CU.
+80, Musubi (flux.2, qwen-image, zimage LoRAs) 100, SD 1.5 LoRA 60, SDXL LoRA 70, ElevenLabs
+voice 120. A flux.1 LoRA on 10 images at its default 1000 steps, with 3 sample prompts over
+10 epochs, costs 80 + 20 + 50 + 30 = 180 CU; typical trainings land between 100 and 500 CU.
 
 Billing once the job ends: a success pays the full quote; a cancel during training pays the
 share of the training done (cost and discount scaled by progress, cost rounded up); a cancel
@@ -39,13 +39,13 @@ class Trainer:
 
 # Trainer family (training.params.FAMILY_OF_TYPE) -> its job type on Scenario and base price.
 TRAINERS = {
-    params.FLUX_LORA: Trainer("flux-model-training", 60),
-    params.MUSUBI: Trainer("musubi-model-training", 80),
-    params.SD15_LORA: Trainer("model-training", 40),
-    params.SDXL_LORA: Trainer("model-training", 45),
-    params.ELEVENLABS_VOICE: Trainer("model-training", 100),
+    params.FLUX_LORA: Trainer("flux-model-training", 80),
+    params.MUSUBI: Trainer("musubi-model-training", 100),
+    params.SD15_LORA: Trainer("model-training", 60),
+    params.SDXL_LORA: Trainer("model-training", 70),
+    params.ELEVENLABS_VOICE: Trainer("model-training", 120),
 }
-FALLBACK = Trainer("model-training", 60)
+FALLBACK = Trainer("model-training", 80)
 
 
 def trainer_for(model_type: str) -> Trainer:

@@ -415,3 +415,9 @@ def test_picture_urls_can_name_the_public_address(api, settings):
     image = api.ok("get", f"/models/{model.id}")["model"]["trainingImages"][0]
 
     assert image["downloadUrl"] == f"http://localhost:8001/sim/v1/assets/{image['id']}"
+
+
+def test_the_documented_example_price_holds():
+    steps = params.training_steps("flux.1-lora", {}, 10)
+    price = pricing.quote("flux.1-lora", images=10, steps=steps, epochs=10, prompts=3)
+    assert (steps, price.cost, price.discount) == (1000, 180, 0)
