@@ -402,7 +402,9 @@ def _training_facts(model: SimModel, raw: dict, count: int) -> dict:
         )
         raise ApiError(400, f"Invalid parameters: {described}", errors=errors)
     steps = int(params.training_steps(model.type, clean, count))
-    epochs = max(1, int(params.epochs_for(model.type, clean)))
+    # Scenario lists epochs only for the trainers that take nbEpochs (Flux LoRA).
+    takes_epochs = "nbEpochs" in params.family_for(model.type).names
+    epochs = max(1, int(params.epochs_for(model.type, clean))) if takes_epochs else 0
     price = pricing.quote(
         model.type,
         images=count,

@@ -421,3 +421,15 @@ def test_the_documented_example_price_holds():
     steps = params.training_steps("flux.1-lora", {}, 10)
     price = pricing.quote("flux.1-lora", images=10, steps=steps, epochs=10, prompts=3)
     assert (steps, price.cost, price.discount) == (1000, 180, 0)
+
+
+def test_only_trainers_with_epochs_list_epochs(api):
+    voice = seed.create_model("Narrator", "elevenlabs-voice", images=2)
+    job_id = api.ok("put", f"/models/{voice.id}/train", {})["job"]["jobId"]
+    api.at(timeline_of(job_id).done)
+
+    trained = api.ok("get", f"/models/{voice.id}")["model"]
+
+    assert trained["status"] == "trained"
+    assert "epochs" not in trained and "epoch" not in trained
+    assert trained["capabilities"] == ["txt2audio"]
