@@ -74,6 +74,16 @@ def test_it_gives_back_a_retry_after_longer_than_it_may_wait(scenario):
     assert statuses("GET", model.id) == [429]
 
 
+def test_it_waits_for_retry_after_only_within_its_budget_for_the_call(scenario):
+    model = scenario.create_model()
+    faults.inject(429, times=3, retry_after=1, method="GET", path_contains=model.id)
+
+    with pytest.raises(RateLimited):
+        scenario.client(max_retry_after=1.5).get_model(model.id)
+
+    assert statuses("GET", model.id) == [429, 429], "waited 1 s once, then gave the answer back"
+
+
 def test_it_gives_up_on_reads_after_a_few_tries(scenario):
     model = scenario.create_model()
     faults.inject(503, times=10, method="GET", path_contains=model.id)

@@ -7,9 +7,10 @@ and a `transient` flag (worth trying again later) - never a crash, whatever the 
 
 Retries
     Reads (GET) are retried by urllib3 with exponential backoff and jitter on connection
-    errors and on 429, 502, 503 and 504, honouring Retry-After. A Retry-After longer than
-    settings.SCENARIO_MAX_RETRY_AFTER is not waited for in the call: the answer becomes
-    RateLimited / Unavailable with `retry_after`, for the caller to schedule a later try.
+    errors and on 429, 502, 503 and 504 (a few times; once after a read timeout), honouring
+    Retry-After. One call waits at most settings.SCENARIO_MAX_RETRY_AFTER seconds in all for
+    Retry-After: an answer asking for more is not waited for but raised as RateLimited /
+    Unavailable with `retry_after`, for the caller to schedule a later try.
     Writes (PUT, POST) are retried only when the connection could not even be opened, i.e.
     when the request certainly never left this machine.
 
@@ -502,15 +503,31 @@ def error_for(response: requests.Response, *, write: bool) -> ScenarioError:
 
 
 class _Retry(Retry):
-    """urllib3 Retry that hands back, instead of waiting for, a Retry-After over the cap."""
+    """urllib3 Retry that waits out Retry-After only within a budget for the whole call.
+
+    `wait_budget` is what is left of settings.SCENARIO_MAX_RETRY_AFTER for this call. An
+    answer asking for a longer wait is handed back to the client (raise_on_status is off, so
+    urllib3 returns it), which turns it into RateLimited / Unavailable with `retry_after`.
+    """
+
+    def __init__(self, *args, wait_budget: float = 30.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wait_budget = wait_budget
+
+    def new(self, **kwargs) -> _Retry:
+        kwargs.setdefault("wait_budget", self.wait_budget)
+        return super().new(**kwargs)
 
     def increment(self, method=None, url=None, response=None, error=None, **kwargs):
+        wait = None
         if response is not None and self.respect_retry_after_header:
             wait = _retry_after_seconds(response.headers.get("Retry-After"))
-            if wait is not None and wait > self.retry_after_max:
-                # raise_on_status is off, so urllib3 returns this answer to the client.
+            if wait is not None and wait > self.wait_budget:
                 raise MaxRetryError(kwargs.get("_pool"), url, ResponseError("Retry-After too long"))
-        return super().increment(method, url, response=response, error=error, **kwargs)
+        retry = super().increment(method, url, response=response, error=error, **kwargs)
+        if wait:
+            retry.wait_budget = self.wait_budget - wait
+        return retry
 
 
 class _BasicAuth(HTTPBasicAuth):
@@ -547,7 +564,8 @@ class ScenarioClient:
         retry = _Retry(
             total=retries,
             connect=retries,
-            read=retries,
+            # A read timeout already cost read_timeout seconds: one more try at most.
+            read=min(1, retries),
             status=retries,
             other=0,
             allowed_methods=frozenset({"GET"}),
@@ -557,6 +575,7 @@ class ScenarioClient:
             backoff_jitter=backoff_factor,
             respect_retry_after_header=True,
             retry_after_max=max_retry_after,
+            wait_budget=max_retry_after,
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)
