@@ -571,3 +571,53 @@ def test_an_artist_cannot_cancel_a_teammates_run(client, alice, dave):
     assert client.post(reverse("run_cancel", args=[run.pk])).status_code == 403
     run.refresh_from_db()
     assert run.state == RunState.RUNNING
+
+
+@pytest.mark.django_db
+def test_non_default_parameters_are_marked_and_secrets_hidden(client, alice):
+    run = make_run(
+        alice,
+        parameters={"maxTrainSteps": 1200, "rank": 32, "wandbKey": "wandb-secret-123"},
+    )
+    client.force_login(alice)
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert re.search(r"<tr>\s*<td>Training steps", page)
+    assert re.search(r'<tr class="changed">\s*<td>Rank', page)
+    assert "wandb-secret-123" not in page and "(set, hidden)" in page
+
+
+@pytest.mark.django_db
+def test_a_lead_cancels_a_teammates_run_and_the_trail_names_them(client, alice, bob):
+    run = make_run(alice, RunState.RUNNING)
+    client.force_login(bob)
+    response = client.post(reverse("run_cancel", args=[run.pk]), **HTMX)
+    assert response.status_code == 200
+    assert 'id="run-state" class="state state-cancel_requested big">Cancel requested' in (
+        response.content.decode()
+    )
+    assert "trail-changed" in response["HX-Trigger"]
+    event = RunEvent.objects.get(run=run, to_state=RunState.CANCEL_REQUESTED)
+    assert event.actor == bob
+    html = client.get(reverse("run_trail", args=[run.pk]), **HTMX).content.decode()
+    assert '<span class="who">Bob</span>' in html
+
+
+@pytest.mark.django_db
+def test_an_artist_cancels_their_own_run_without_javascript(client, alice):
+    run = make_run(alice, RunState.QUEUED)
+    client.force_login(alice)
+    response = client.post(reverse("run_cancel", args=[run.pk]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("run_detail", args=[run.pk])
+    page = response.content.decode()
+    assert "Cancel requested" in page
+    run.refresh_from_db()
+    assert run.state == RunState.CANCEL_REQUESTED
+
+
+@pytest.mark.django_db
+def test_canceling_twice_is_harmless(client, alice):
+    run = make_run(alice, RunState.RUNNING)
+    client.force_login(alice)
+    client.post(reverse("run_cancel", args=[run.pk]))
+    assert client.post(reverse("run_cancel", args=[run.pk])).status_code == 302
+    assert RunEvent.objects.filter(run=run, to_state=RunState.CANCEL_REQUESTED).count() == 1

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access
+from training import access, params, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -41,6 +41,7 @@ from training.models import (
     RunState,
     TrainingRun,
 )
+from training.scenario import ScenarioClient, ScenarioError
 from training.templatetags.monitoring import person
 
 RECENTLY_FINISHED = 10
@@ -189,12 +190,9 @@ def _epoch_count(run) -> int | None:
     if getattr(run, "newest_epoch", None) is not None:
         return run.newest_epoch + 1
     try:
-        from training import params
-
         return params.epochs_for(run.model_type, run.parameters)
-    except (ImportError, AttributeError, ValueError):
-        value = (run.parameters or {}).get("nbEpochs")
-        return int(value) if isinstance(value, int | float) else None
+    except ValueError:  # a model type the table no longer knows
+        return None
 
 
 def _finished_message(run) -> str:
@@ -254,7 +252,10 @@ def _board(user, shown: list[int] | tuple = ()) -> dict:
     now = timezone.now()
     for run in active:
         run.remaining_now_ms = _remaining_ms(run, now)
-    signature = ";".join(f"{run.pk}:{_us(run.updated_at)}:{run.state}" for run in rows)
+    # New samples do not touch updated_at, but they change the card's thumbnail.
+    signature = ";".join(
+        f"{run.pk}:{_us(run.updated_at)}:{run.state}:{run.newest_epoch}" for run in rows
+    )
     return {
         "active": active,
         "recent": done[:RECENTLY_FINISHED],
@@ -556,25 +557,27 @@ def _display(value) -> str:
 
 
 def _parameter_rows(run) -> list[dict]:
-    """The run's parameters in the form's words, each marked when it differs from the default."""
-    labels, defaults = {}, None
-    try:
-        from training import params
+    """The run's parameters in the form's words, each marked when it differs from the default.
 
-        labels = {field.name: field.label for field in params.fields_for(run.model_type)}
+    Secret values (an API key for an experiment tracker) are never shown, only that one was set.
+    """
+    fields, defaults = {}, None
+    try:
+        fields = {field.name: field for field in params.fields_for(run.model_type)}
         defaults = params.defaults_for(run.model_type, run.model.training_images_number)
-    except (ImportError, AttributeError, ValueError):
+    except ValueError:  # a model type the table no longer knows: no defaults to compare with
         pass
     rows = []
     for name, value in sorted((run.parameters or {}).items()):
+        field = fields.get(name)
         known = defaults is not None
-        default = defaults.get(name) if known else None
+        secret = getattr(field, "secret", False)
         rows.append(
             {
                 "name": name,
-                "label": labels.get(name, name),
-                "value": _display(value),
-                "default": _display(default) if known and name in defaults else "",
+                "label": field.label if field else name,
+                "value": "(set, hidden)" if secret and value else _display(value),
+                "default": _display(defaults[name]) if known and name in defaults else "",
                 "changed": known and (name not in defaults or defaults[name] != value),
             }
         )
@@ -607,8 +610,6 @@ def run_cancel(request, pk):
     run = access.get_run_for_user(request.user, pk)
     if not access.can_cancel(request.user, run):
         raise PermissionDenied("You may not cancel this run.")
-    from training import services
-
     services.request_cancel(run, request.user)
     if request.htmx:
         return _live_response(request, pk, force_events=("trail-changed",))
@@ -618,8 +619,6 @@ def run_cancel(request, pk):
 
 def _set_epoch(run, epoch: str) -> tuple[bool, str]:
     """Make `epoch` the model's epoch on Scenario; a refusal comes back in words."""
-    from training.scenario import ScenarioClient, ScenarioError
-
     try:
         ScenarioClient.from_settings().set_epoch(run.model.remote_id, epoch)
     except ScenarioError as error:
