@@ -114,6 +114,11 @@ def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alic
     page.click("button[value='add_prompt']")
     page.wait_for_selector("[aria-label='Sample prompt 2']")
     page.fill("[aria-label='Sample prompt 2']", "a knight on a horse at dawn")
+    # A source image for one prompt only is refused; for both it is fine.
+    page.select_option("[aria-label='Source image for prompt 1']", index=1)
+    page.wait_for_selector("#err-sampleSourceImages li")
+    page.select_option("[aria-label='Source image for prompt 2']", index=2)
+    page.wait_for_selector("#err-sampleSourceImages li", state="detached")
 
     page.click("button[value='estimate']:not(.visually-hidden)")
     page.wait_for_selector(".quote-panel.ready")
