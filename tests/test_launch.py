@@ -12,7 +12,7 @@ from simulator import faults
 from simulator.models import RequestLog
 from tests.test_launch_helpers import IMAGES, make_model, read_form
 from training import params, services
-from training.models import ScenarioModel, TrainingRun
+from training.models import RunState, ScenarioModel, TrainingRun
 
 URL = "/launch/"
 HTMX = {"HX-Request": "true"}
@@ -321,7 +321,16 @@ def test_identical_estimates_are_asked_once(scenario, client, alice, knight):
     assert sim_requests(dry_run=True).count() == 2
 
 
-def test_a_launch_makes_one_run_and_one_trigger(scenario, client, alice, knight):
+def launched(run) -> bool:
+    """The worker has sent the run's trigger and Scenario took it."""
+    run.refresh_from_db()
+    return bool(run.job_id) or run.state in (RunState.QUEUED, RunState.RUNNING) or run.is_final
+
+
+@pytest.mark.worker
+def test_a_launch_makes_one_run_and_one_trigger(
+    scenario, fast_lifecycle, celery_worker_thread, drive, client, alice, knight
+):
     client.force_login(alice)
     form = read_form(estimate(client, knight, {"nbEpochs": "6"}))
     response = post(client, knight, action="launch", base=form.post_data())
@@ -333,12 +342,15 @@ def test_a_launch_makes_one_run_and_one_trigger(scenario, client, alice, knight)
     assert run.created_by == alice and run.idempotency_key == uuid.UUID(
         form.hidden("idempotency_key")
     )
-    # What the worker does with the run: one real trigger reaches Scenario.
-    services.submit_run(run.pk)
+    # The worker sends the trigger: exactly one real one reaches Scenario.
+    drive(lambda: launched(run), describe=lambda: run.state)
     assert sim_requests(dry_run=False, model_id=knight.remote_id).count() == 1
 
 
-def test_a_double_submit_makes_one_run(scenario, client, alice, knight):
+@pytest.mark.worker
+def test_a_double_submit_makes_one_run(
+    scenario, fast_lifecycle, celery_worker_thread, drive, client, alice, knight
+):
     client.force_login(alice)
     data = read_form(estimate(client, knight)).post_data()
     first = post(client, knight, action="launch", base=data)
@@ -347,7 +359,7 @@ def test_a_double_submit_makes_one_run(scenario, client, alice, knight):
     run = TrainingRun.objects.get()
     assert first["Location"] == second["Location"] == reverse("run_detail", args=[run.pk])
     assert third["HX-Redirect"] == reverse("run_detail", args=[run.pk])
-    services.submit_run(run.pk)
+    drive(lambda: launched(run), describe=lambda: run.state)
     assert sim_requests(dry_run=False).count() == 1
 
 
