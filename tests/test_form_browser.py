@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 
 from training import services
-from training.models import ScenarioModel
+from training.models import ScenarioModel, TrainingRun
 
 pytestmark = pytest.mark.browser
 
@@ -153,3 +153,27 @@ def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, s
     page.click("button[value='estimate']:not(.visually-hidden)")
     page.wait_for_selector(".quote-panel.ready")
     _screenshot(page, "launch-elevenlabs-voice.png")
+
+
+def test_launching_from_the_browser_lands_on_the_run_page(
+    browser_page, live_server, client, alice, synced_models
+):
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    knight = synced_models["Knight portraits"]
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector(".quote-panel.ready")
+    cost = page.inner_text(".quote-cost")
+    confirmations = []
+
+    def accept(dialog):
+        confirmations.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.click("button[value='launch']")
+    page.wait_for_url("**/runs/*/")
+    run = TrainingRun.objects.get()
+    assert page.url.endswith(f"/runs/{run.pk}/")
+    assert cost.replace(" CU", "") in confirmations[0]

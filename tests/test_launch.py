@@ -468,3 +468,11 @@ def test_train_again_is_for_runs_the_user_may_see(client, alice, charlie):
     client.force_login(alice)
     assert client.get(URL, {"from_run": theirs.pk}).status_code == 404
     assert client.get(URL, {"from_run": "nope"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_an_htmx_post_for_a_model_without_images_reloads_the_page(client, alice):
+    empty = make_model("flux.1-lora", images=0)
+    client.force_login(alice)
+    response = post(client, empty, base={}, action="estimate", headers=HTMX)
+    assert response["HX-Redirect"] == f"{URL}?model={empty.remote_id}"

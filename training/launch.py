@@ -250,6 +250,10 @@ def launch(request):
 def _launch_post(request):
     model = _find_model(request.user, request.POST.get("model"))
     if model is None or _problem(model):
+        if request.htmx:
+            # htmx does not swap an error answer: reload the page, which says what is wrong.
+            query = f"?{urlencode({'model': model.remote_id})}" if model else ""
+            return HttpResponseClientRedirect(reverse("launch") + query)
         context = _context(request, problem=_problem(model) if model else "Pick a model first.")
         return _render(request, context, status=400)
     form = LaunchForm(model, data=request.POST)
