@@ -476,3 +476,12 @@ def test_an_htmx_post_for_a_model_without_images_reloads_the_page(client, alice)
     client.force_login(alice)
     response = post(client, empty, base={}, action="estimate", headers=HTMX)
     assert response["HX-Redirect"] == f"{URL}?model={empty.remote_id}"
+
+
+@pytest.mark.django_db
+def test_odd_digits_in_control_fields_are_ignored(client, alice):
+    model = make_model("flux.1-lora")
+    client.force_login(alice)
+    response = post(client, model, {"from_run": "١٢", "samplePrompts": ["a", "b"]}, "remove_prompt:١")
+    assert response.status_code == 200
+    assert read_form(response).post_data()["samplePrompts"] == ["a", "b"]

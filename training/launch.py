@@ -19,6 +19,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -65,6 +66,8 @@ class QuoteState:
 def quote_digest(model: ScenarioModel, parameters: dict) -> str:
     payload = json.dumps(
         {
+            # A quote from one Scenario account or simulator says nothing about another.
+            "api": settings.SCENARIO_API_URL,
             "model": model.remote_id,
             "images": model.training_images_number,
             "parameters": parameters,
@@ -278,9 +281,14 @@ def _launch_post(request):
         form=form,
         quote=quote,
         key=key,
-        from_run_pk=from_run_pk if from_run_pk.isdigit() and len(from_run_pk) < 12 else "",
+        from_run_pk=from_run_pk if _is_small_number(from_run_pk) else "",
     )
     return _render(request, context, partial="launch_form")
+
+
+def _is_small_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also takes "١٢", which no URL pattern matches.
+    return text.isascii() and text.isdigit() and len(text) < 12
 
 
 def _apply_action(form: LaunchForm, action: str) -> None:
@@ -290,7 +298,7 @@ def _apply_action(form: LaunchForm, action: str) -> None:
         form.add_row()
     elif action.startswith("remove_prompt:"):
         index = action.removeprefix("remove_prompt:")
-        form.remove_row(int(index) if index.isdigit() and len(index) < 4 else -1)
+        form.remove_row(int(index) if _is_small_number(index) else -1)
 
 
 def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
