@@ -482,6 +482,7 @@ def test_an_htmx_post_for_a_model_without_images_reloads_the_page(client, alice)
 def test_odd_digits_in_control_fields_are_ignored(client, alice):
     model = make_model("flux.1-lora")
     client.force_login(alice)
-    response = post(client, model, {"from_run": "١٢", "samplePrompts": ["a", "b"]}, "remove_prompt:١")
+    values = {"from_run": "١٢", "samplePrompts": ["a", "b"]}
+    response = post(client, model, values, "remove_prompt:١")
     assert response.status_code == 200
     assert read_form(response).post_data()["samplePrompts"] == ["a", "b"]
