@@ -660,6 +660,10 @@ def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[t
         yield tuple(_csv_value(v) for v in row)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value):
     if value is None:
         return ""
@@ -667,4 +671,6 @@ def _csv_value(value):
         return value.isoformat()
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
