@@ -86,7 +86,7 @@ def test_it_filters_by_artist(client, staff, dave, known_runs):
 
 
 def test_it_filters_by_model_type(client, staff, known_runs):
-    found = set(page_ids(client, staff, type="sdxl-lora"))
+    found = set(page_ids(client, staff, type="sd-xl-lora"))
     assert found == names(known_runs, "forest", "night")
 
 
@@ -206,7 +206,7 @@ def many_runs(alice, dave):
             make_run(
                 alice if i % 2 else dave,
                 f"Model {i % 5}",
-                model_type=("flux.1-lora", "sdxl-lora", "sd-1_5-lora")[i % 3],
+                model_type=("flux.1-lora", "sd-xl-lora", "sd-1_5-lora")[i % 3],
                 state=(RunState.SUCCEEDED, RunState.FAILED, RunState.RUNNING)[i % 3],
                 launched=at(f"2025-01-{1 + i % 9:02d}"),
                 queue=None if i % 4 == 0 else float(i % 6) * 10,
@@ -321,7 +321,7 @@ def test_totals_for_every_run(staff, known_runs):
 
 
 def test_totals_follow_the_filters(staff, known_runs):
-    filters = reports.parse_filters({"type": "sdxl-lora"}, staff)
+    filters = reports.parse_filters({"type": "sd-xl-lora"}, staff)
     totals = reports.totals(reports.apply_filters(visible_runs(staff), filters))
     assert (totals.runs, totals.succeeded, totals.cu_spent) == (2, 2, 34)
     assert totals.queue_mean == pytest.approx(60)
@@ -382,8 +382,8 @@ def test_the_weekly_cu_series_stacks_by_artist_or_type(staff, known_runs):
     assert sum(sum(v) for v in by_artist.values.values()) == pytest.approx(50)
     assert by_artist.keys[0] == "Dave"  # the biggest spender is drawn first
     by_type = reports.cu_per_week(runs, "type")
-    assert set(by_type.keys) == {"flux.1-lora", "sdxl-lora"}
-    assert sum(by_type.values["sdxl-lora"]) == pytest.approx(34)
+    assert set(by_type.keys) == {"flux.1-lora", "sd-xl-lora"}
+    assert sum(by_type.values["sd-xl-lora"]) == pytest.approx(34)
 
 
 def test_the_weekly_success_series(staff, known_runs):

@@ -79,7 +79,7 @@ def test_missing_figures_are_empty_cells(client, staff, known_runs):
 
 
 def test_it_exports_the_filtered_set_in_the_chosen_order(client, staff, known_runs):
-    _, rows = export(client, staff, type="sdxl-lora", sort="billed")
+    _, rows = export(client, staff, type="sd-xl-lora", sort="billed")
     assert [row["model"] for row in rows] == ["Forest night", "Forest"]
 
 

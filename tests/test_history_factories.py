@@ -62,8 +62,14 @@ def make_run(
         finished = launched + dt.timedelta(
             seconds=wall if wall is not None else (queue or 0) + (train or 0) + 30
         )
+    started = ended = None
+    if queue is not None and train is not None:
+        started = launched + dt.timedelta(seconds=queue + 10)
+        ended = started + dt.timedelta(seconds=train)
     # created_at is auto_now_add: the launch time is written after the insert.
-    TrainingRun.objects.filter(pk=run.pk).update(created_at=launched, finished_at=finished)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        created_at=launched, finished_at=finished, train_started_at=started, train_ended_at=ended
+    )
     add_samples(run, epochs, prompts)
     run.refresh_from_db()
     return run
@@ -97,7 +103,7 @@ def seed_known_runs(alice, dave, bob, charlie) -> dict[str, TrainingRun]:
             queue=120, train=300, quote=12, cost=4, discount=0, epochs=1, wall=450,
         ),
         "forest": make_run(
-            dave, "Forest", model_type="sdxl-lora", state="succeeded", launched=at("2025-02-03"),
+            dave, "Forest", model_type="sd-xl-lora", state="succeeded", launched=at("2025-02-03"),
             queue=30, train=1200, quote=20, cost=20, discount=2, epochs=5, wall=1300,
         ),
         "voice": make_run(
@@ -105,7 +111,7 @@ def seed_known_runs(alice, dave, bob, charlie) -> dict[str, TrainingRun]:
             launched=at("2025-02-10"), queue=240, quote=5, wall=260,
         ),
         "night": make_run(
-            bob, "Forest night", model_type="sdxl-lora", state="succeeded",
+            bob, "Forest night", model_type="sd-xl-lora", state="succeeded",
             launched=at("2025-03-03"), queue=90, train=900, quote=15, cost=14, epochs=4, wall=1000,
         ),
         "desert": make_run(

@@ -64,20 +64,20 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def _svg(body: list[str], label: str) -> SafeString:
+def _svg(body: list[str], label: str, width: int = WIDTH) -> SafeString:
     return mark_safe(
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" role="img" '
         f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg" '
         f'font-family="system-ui, sans-serif" font-size="11">' + "".join(body) + "</svg>"
     )
 
 
-def _y_axis(ticks: list[float], y, fmt=_number) -> list[str]:
+def _y_axis(ticks: list[float], y, fmt=_number, width: int = WIDTH) -> list[str]:
     parts = []
     for tick in ticks:
         py = y(tick)
         parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
+            f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
             f'stroke="{GRID}" stroke-width="1"/>'
             f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end" fill="{MUTED}">'
             f"{escape(fmt(tick))}</text>"
@@ -100,21 +100,21 @@ def _scale(ticks: list[float]):
     return lambda v: HEIGHT - BOTTOM - (v / top) * span
 
 
-def stacked_weeks(series: StackedSeries, unit: str = "CU") -> Chart | None:
-    """Bars per week, one coloured segment per artist or type."""
+def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDTH) -> Chart | None:
+    """Bars per week, one coloured segment per artist or type; drawn wide by default."""
     if not series.weeks:
         return None
     totals = [sum(series.values[k][i] for k in series.keys) for i in range(len(series.weeks))]
     ticks = nice_ticks(max(totals))
     y = _scale(ticks)
-    slot = (WIDTH - LEFT - RIGHT) / len(series.weeks)
-    bar = max(min(slot * 0.72, 36), 1.5)
+    slot = (width - LEFT - RIGHT) / len(series.weeks)
+    bar = max(min(slot * 0.72, 48), 1.5)
 
     def x(i):
         return LEFT + slot * (i + 0.5)
 
     colours = _colours(series.keys)
-    body = _y_axis(ticks, y)
+    body = _y_axis(ticks, y, width=width)
     for i, week in enumerate(series.weeks):
         base = 0.0
         for key in series.keys:
@@ -130,9 +130,9 @@ def stacked_weeks(series: StackedSeries, unit: str = "CU") -> Chart | None:
                 "</title></rect>"
             )
     labels = [f"{week:%d %b}" for week in series.weeks]
-    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 8)))
+    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 14)))
     legend = [(key, colours[key]) for key in series.keys]
-    return Chart(_svg(body, f"{unit} per week"), legend)
+    return Chart(_svg(body, f"{unit} per week", width), legend)
 
 
 def _colours(keys: list[str]) -> dict[str, str]:
