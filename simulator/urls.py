@@ -1,3 +1,23 @@
+"""Scenario's training API, simulated; mounted at /sim/v1/ when settings.SCENARIO_SIMULATOR."""
+
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path, re_path
+
+from simulator import views
+
+app_name = "simulator"
+
+urlpatterns = [
+    path("models", views.models_collection, name="models"),
+    path("models/<str:model_id>", views.model_detail, name="model"),
+    path("models/<str:model_id>/train", views.train, name="train"),
+    path("models/<str:model_id>/train/action", views.train_action, name="train-action"),
+    path("models/<str:model_id>/training-images", views.training_images, name="training-images"),
+    path("jobs/<str:job_id>", views.job_detail, name="job"),
+    path("jobs/<str:job_id>/action", views.job_action, name="job-action"),
+    path("samples/<str:job_id>/<str:epoch>/<int:prompt>.svg", views.sample_image, name="sample"),
+    path("assets/<str:asset_id>", views.asset_image, name="asset"),
+    # Anything else under the API answers like the API would: JSON, not Django's HTML page.
+    re_path(r"^.*$", views.not_found),
+]

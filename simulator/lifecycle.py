@@ -1,0 +1,283 @@
+"""Where a simulated training is at a given moment, derived from stored facts and the clock.
+
+No state is kept between requests. Each answer loads the jobs requested so far and walks
+them in request order through a FIFO queue of settings.SIMULATOR_GPU_SLOTS slots:
+
+    requested ──pending──▶ ready ──queued (waits for a slot)──▶ start ──starting──▶
+    train start ──running (epochs one by one)──▶ train end ──finalizing──▶ done
+
+A job takes the slot that frees first, not before it is ready, so start times never go
+backwards and the queue is first-in first-out. A job canceled before its start never takes
+a slot; a running job that is canceled or fails frees its slot at that moment. Stage lengths
+are simulated seconds divided by the job's own time scale (simulated seconds per real
+second, fixed when it was requested), so every timestamp below is real time.
+
+Stages as Scenario reports them (model `trainingProgress.stage` / job `status`):
+
+    pending          / pending        until ready
+    queued-for-train / queued         waiting for a slot; position = waiting jobs ahead
+    starting-train   / warming-up     slot taken, trainer starting
+    running-train    / in-progress    progress 0→1, one epoch every 1/epochs of the run
+    running-train    / finalizing     progress 1, the weights being saved
+    model trained    / success, model failed / failure, model training-canceled / canceled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from simulator import pricing
+from simulator.models import SimJob
+
+# Simulated seconds of each stage around the training itself.
+PENDING_SECONDS = 20.0
+STARTING_SECONDS = 30.0
+FINALIZING_SECONDS = 10.0
+# Simulated seconds of GPU work per training step, and the shortest training.
+SECONDS_PER_STEP = 1.0
+MIN_TRAIN_SECONDS = 60.0
+# A model whose name contains "fail" fails this far into its training.
+FAIL_AT_PROGRESS = 0.6
+
+FAILURE_MESSAGE = "Training diverged at step {step}: loss became NaN"
+
+
+def train_seconds(steps: int) -> float:
+    return max(MIN_TRAIN_SECONDS, steps * SECONDS_PER_STEP)
+
+
+def _real(job: SimJob, simulated_seconds: float) -> timedelta:
+    return timedelta(seconds=simulated_seconds / job.time_scale)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The real-time milestones of one job, as the queue walk placed them."""
+
+    job: SimJob
+    order: int
+    requested: datetime
+    ready: datetime
+    canceled: datetime | None
+    start: datetime | None = None
+    train_start: datetime | None = None
+    train_end: datetime | None = None
+    done: datetime | None = None
+    fail_at: datetime | None = None
+
+    @property
+    def stop(self) -> datetime | None:
+        """When the job leaves its slot (None: it never took one)."""
+        if self.start is None:
+            return None
+        ends = [self.done, self.fail_at, self.canceled]
+        return min(moment for moment in ends if moment is not None)
+
+    def progress_at(self, moment: datetime) -> float:
+        if self.train_start is None or moment <= self.train_start:
+            return 0.0
+        span = (self.train_end - self.train_start).total_seconds()
+        return min(1.0, (moment - self.train_start).total_seconds() / span)
+
+    def epochs_at(self, moment: datetime) -> int:
+        """Epochs finished by `moment` (none after the job stopped early)."""
+        if self.stop is not None:
+            moment = min(moment, self.stop)
+        # A tiny tolerance so the last epoch lands exactly at the end of the training.
+        return min(self.job.epochs, int(self.progress_at(moment) * self.job.epochs + 1e-9))
+
+
+def _place(job: SimJob, order: int, slot_free: datetime | None, now: datetime) -> Timeline:
+    ready = job.requested_at + _real(job, PENDING_SECONDS)
+    # A cancel "later than now" is not known yet (a frozen clock in the past).
+    canceled = job.canceled_at if job.canceled_at and job.canceled_at <= now else None
+    start = ready if slot_free is None else max(ready, slot_free)
+    if canceled is not None and canceled <= start:
+        return Timeline(
+            job=job, order=order, requested=job.requested_at, ready=ready, canceled=canceled
+        )
+    train_start = start + _real(job, STARTING_SECONDS)
+    train_end = train_start + _real(job, job.train_seconds)
+    fail_at = None
+    if job.will_fail:
+        fail_at = train_start + (train_end - train_start) * FAIL_AT_PROGRESS
+    return Timeline(
+        job=job,
+        order=order,
+        requested=job.requested_at,
+        ready=ready,
+        canceled=canceled,
+        start=start,
+        train_start=train_start,
+        train_end=train_end,
+        done=train_end + _real(job, FINALIZING_SECONDS),
+        fail_at=fail_at,
+    )
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Everything an answer says about a job and its model at one moment."""
+
+    job_status: str
+    model_status: str
+    stage: str | None
+    progress: float
+    position: int | None
+    remaining_ms: int | None
+    updated_at: datetime
+    history: list[tuple[str, datetime]]
+    epochs_done: int
+    billing: pricing.Price | None
+    error: str
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass
+class Schedule:
+    """The queue walk over every job requested up to `now`."""
+
+    now: datetime
+    slots: int
+    timelines: list[Timeline] = field(default_factory=list)
+    by_job: dict[str, Timeline] = field(default_factory=dict)
+    latest_by_model: dict[str, Timeline] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, now: datetime, slots: int | None = None) -> Schedule:
+        jobs = SimJob.objects.filter(requested_at__lte=now).order_by("requested_at", "id")
+        return cls.walk(jobs, now, slots if slots is not None else settings.SIMULATOR_GPU_SLOTS)
+
+    @classmethod
+    def walk(cls, jobs: Iterable[SimJob], now: datetime, slots: int) -> Schedule:
+        schedule = cls(now=now, slots=slots)
+        free: list[datetime | None] = [None] * max(1, slots)
+        for order, job in enumerate(jobs):
+            slot = min(range(len(free)), key=lambda i: (free[i] is not None, free[i] or now))
+            timeline = _place(job, order, free[slot], now)
+            if timeline.start is not None:
+                free[slot] = timeline.stop
+            schedule.timelines.append(timeline)
+            schedule.by_job[job.id] = timeline
+            schedule.latest_by_model[job.model_id] = timeline
+        return schedule
+
+    def timeline(self, job_id: str) -> Timeline | None:
+        return self.by_job.get(job_id)
+
+    def latest_for(self, model_id: str) -> Timeline | None:
+        return self.latest_by_model.get(model_id)
+
+    def is_active(self, timeline: Timeline) -> bool:
+        return self.state(timeline).stage is not None
+
+    def _waiting_ahead(self, timeline: Timeline) -> tuple[int, datetime]:
+        """Count the jobs still waiting ahead of this one, and when that count last changed."""
+        count, changed = 0, timeline.ready
+        for other in self.timelines[: timeline.order]:
+            moments = (other.start, other.canceled)
+            left_queue = [m for m in moments if m is not None and m <= self.now]
+            if left_queue:
+                changed = max(changed, min(left_queue))
+            else:
+                count += 1
+        return count, changed
+
+    def state(self, timeline: Timeline) -> JobState:
+        now, t = self.now, timeline
+        history = [("pending", t.requested)]
+        steps = [
+            ("queued", t.ready),
+            ("warming-up", t.start),
+            ("in-progress", t.train_start),
+            ("finalizing", t.train_end),
+            ("success", t.done),
+        ]
+        end = _ending(t, now)
+        for status, moment in steps:
+            if moment is None or moment > now or (end and moment >= end[1]):
+                break
+            history.append((status, moment))
+        if end is not None:
+            history.append(end)
+            return self._finished(t, history, end)
+        return self._running(t, history)
+
+    def _finished(self, t: Timeline, history, end: tuple[str, datetime]) -> JobState:
+        outcome, moment = end
+        progress = t.progress_at(moment)
+        billing = pricing.billed(
+            pricing.Price(t.job.cost, t.job.discount), outcome=outcome, progress=progress
+        )
+        model_status = {"success": "trained", "failure": "failed", "canceled": "training-canceled"}
+        error = ""
+        if outcome == "failure":
+            error = FAILURE_MESSAGE.format(step=int(progress * t.job.steps))
+        return JobState(
+            job_status=outcome,
+            model_status=model_status[outcome],
+            stage=None,
+            progress=1.0 if outcome == "success" else round(progress, 4),
+            position=None,
+            remaining_ms=None,
+            updated_at=moment,
+            history=history,
+            epochs_done=t.epochs_at(moment),
+            billing=billing,
+            error=error,
+            started_at=t.start,
+            ended_at=moment if t.start is not None else None,
+        )
+
+    def _running(self, t: Timeline, history) -> JobState:
+        now = self.now
+        status = history[-1][0]
+        stage = {
+            "pending": "pending",
+            "queued": "queued-for-train",
+            "warming-up": "starting-train",
+            "in-progress": "running-train",
+            "finalizing": "running-train",
+        }[status]
+        position, updated_at = None, history[-1][1]
+        if status == "queued":
+            position, updated_at = self._waiting_ahead(t)
+        elif status == "in-progress":
+            updated_at = now
+        remaining = None
+        if t.done is not None:
+            remaining = max(0, int((t.done - now).total_seconds() * 1000))
+        return JobState(
+            job_status=status,
+            model_status="training",
+            stage=stage,
+            progress=round(t.progress_at(now), 4),
+            position=position,
+            remaining_ms=remaining,
+            updated_at=updated_at,
+            history=history,
+            epochs_done=t.epochs_at(now),
+            billing=None,
+            error="",
+            started_at=t.start if t.start is not None and t.start <= now else None,
+            ended_at=None,
+        )
+
+
+def _ending(t: Timeline, now: datetime) -> tuple[str, datetime] | None:
+    """The job's final status and when it was reached, if it has ended by `now`."""
+    candidates = [
+        ("canceled", t.canceled),
+        ("failure", t.fail_at),
+        ("success", t.done),
+    ]
+    reached = [(moment, status) for status, moment in candidates if moment and moment <= now]
+    if not reached:
+        return None
+    moment, status = min(reached)
+    return status, moment

@@ -1,0 +1,89 @@
+"""The admin: teams and members, model assignment to teams, and a read-only view of runs.
+
+A run's state is never edited here: only training.services changes it (with a RunEvent).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from training.models import EpochSample, Membership, RunEvent, ScenarioModel, Team, TrainingRun
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "monthly_cu_budget", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role"]
+    list_filter = ["team", "role"]
+    search_fields = ["user__username", "team__name"]
+    autocomplete_fields = ["user", "team"]
+
+
+@admin.register(ScenarioModel)
+class ScenarioModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "remote_id", "type", "status", "training_images_number", "team"]
+    list_filter = ["type", "status", "team"]
+    list_editable = ["team"]
+    search_fields = ["name", "remote_id"]
+    # Everything but the team comes from Scenario and is overwritten by the next sync.
+    readonly_fields = [
+        "remote_id",
+        "name",
+        "type",
+        "status",
+        "training_images_number",
+        "training_images",
+        "thumbnail_url",
+        "synced_at",
+    ]
+
+
+class RunEventInline(admin.TabularInline):
+    model = RunEvent
+    extra = 0
+    can_delete = False
+    fields = ["at", "from_state", "to_state", "source", "actor", "message"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class EpochSampleInline(admin.TabularInline):
+    model = EpochSample
+    extra = 0
+    can_delete = False
+    fields = ["epoch_index", "prompt_index", "prompt", "asset_id", "url"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "model", "team", "created_by", "state", "stage", "cu_cost", "created_at"]
+    list_filter = ["state", "team", "model_type"]
+    search_fields = ["model__name", "model__remote_id", "job_id", "created_by__username"]
+    date_hierarchy = "created_at"
+    list_select_related = ["model", "team", "created_by"]
+    inlines = [RunEventInline, EpochSampleInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The whole run is a record of what happened; none of it is edited by hand.
+        return [field.name for field in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,921 @@
+"""The training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
+
+Every change of `TrainingRun.state` goes through `transition`, a compare-and-set UPDATE that
+also writes a RunEvent. Workers call the functions below through thin Celery tasks; views
+and management commands call `launch_run` and `request_cancel`.
+
+Launching safely. A run is written in draft and enqueued on commit; the sweep re-enqueues
+it if the broker lost it. `submitted_at` is the submit lease: whoever moves the run into
+submitting, or takes over a lease that is empty or older than SUBMIT_TIMEOUT_SECONDS, may
+send the trigger, and only after checking (again by compare-and-set) that no cancel came
+first. A submit task's hard time limit equals the lease, so a lease outlives its holder.
+Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
+the training, and adopts it instead of triggering again. That is what keeps it to at most
+one launch per run, whatever the broker, the network or the workers do.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from training import access, scenario
+from training.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    EpochSample,
+    EventSource,
+    Membership,
+    Role,
+    RunEvent,
+    RunState,
+    ScenarioModel,
+    Team,
+    TrainingRun,
+)
+
+log = logging.getLogger(__name__)
+
+S = RunState
+
+# The state machine: where each state may go next. Final states go nowhere.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.SUBMITTING, S.CANCELED}),
+    S.SUBMITTING: frozenset({S.QUEUED, S.FAILED, S.CANCEL_REQUESTED}),
+    S.QUEUED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
+    S.CANCEL_REQUESTED: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+# Remote → local, the one table: (model status, training stage) → local state.
+# A stage of None matches any stage of that status.
+REMOTE_STATES: dict[tuple[str, str | None], str] = {
+    ("training", "pending"): S.QUEUED,
+    ("training", "pending-captcha"): S.QUEUED,
+    ("training", "ready-for-captcha"): S.QUEUED,
+    ("training", "queued-for-train"): S.QUEUED,
+    ("training", "starting-train"): S.RUNNING,
+    ("training", "running-train"): S.RUNNING,
+    ("trained", None): S.SUCCEEDED,
+    ("failed", None): S.FAILED,
+    ("training-canceled", None): S.CANCELED,
+}
+REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
+
+# States the sweep polls; a cancel-requested run only once its launch is confirmed.
+POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
+
+# Scenario's clock and ours may disagree a little when we ask "did this start after our run?".
+LAUNCH_CLOCK_SKEW = timedelta(seconds=60)
+SWEEP_BATCH = 500
+# Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+
+# Polling rhythm, in seconds; each can be overridden in settings under the same name.
+POLL_DEFAULTS = {
+    "POLL_RUNNING_SECONDS": 2.0,  # while the GPU works: progress and samples move quickly
+    "POLL_QUEUED_SECONDS": 5.0,  # first in line
+    "POLL_QUEUE_STEP_SECONDS": 2.0,  # added per job ahead in the queue
+    "POLL_CANCEL_SECONDS": 3.0,  # waiting for Scenario to confirm a cancel
+    "POLL_MAX_SECONDS": 120.0,  # the longest wait, also for error backoff
+    "SUBMIT_GRACE_SECONDS": 10.0,  # a draft not picked up by then is re-enqueued by the sweep
+}
+
+
+def setting(name: str) -> float:
+    """A lifecycle setting, read at call time so tests and operators can change it."""
+    return float(getattr(settings, name, POLL_DEFAULTS.get(name)))
+
+
+class LaunchRefused(Exception):
+    """The user may not launch this training; `message` says why, in words for them."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class TryAgain(Exception):
+    """A transient failure: the task should retry later (after `retry_after` seconds if set)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @classmethod
+    def from_error(cls, error: scenario.ScenarioError) -> TryAgain:
+        return cls(str(error.message or error), error.retry_after)
+
+
+# --- The state machine ----------------------------------------------------------------------
+
+
+def transition(
+    run: TrainingRun,
+    to_state: str,
+    *,
+    expected,
+    source: str,
+    actor=None,
+    message: str = "",
+    **fields,
+) -> bool:
+    """Move the run to `to_state` if it is still in one of `expected`; record a RunEvent.
+
+    Returns True only when this call changed the row: a False means someone else moved the
+    run first, and the caller must not act as if it had. `fields` are written in the same
+    UPDATE. Final states also set finished_at and stop polling.
+    """
+    expected = [expected] if isinstance(expected, str) else list(expected)
+    for state in expected:
+        if to_state not in TRANSITIONS[state]:
+            raise ValueError(f"{state} → {to_state} is not a transition of a training run")
+    now = timezone.now()
+    if to_state in FINAL_STATES:
+        fields.setdefault("finished_at", now)
+        fields.setdefault("next_poll_at", None)
+    values = {"state": to_state, "updated_at": now, **fields}
+    # Try the state we last saw first: it is almost always the one still in the row.
+    for from_state in sorted(expected, key=lambda state: state != run.state):
+        with transaction.atomic():
+            changed = TrainingRun.objects.filter(pk=run.pk, state=from_state).update(**values)
+            if changed:
+                RunEvent.objects.create(
+                    run=run,
+                    from_state=from_state,
+                    to_state=to_state,
+                    source=source,
+                    actor=actor,
+                    message=message,
+                )
+        if changed:
+            for name, value in values.items():
+                setattr(run, name, value)
+            return True
+    return False
+
+
+def local_state_for(model_status: str, stage: str | None) -> str | None:
+    """The local state a remote model status and stage mean, or None when it is unknown."""
+    state = REMOTE_STATES.get((model_status, stage)) or REMOTE_STATES.get((model_status, None))
+    if state is None and stage:
+        log.warning(
+            "Unknown remote state: status %r, stage %r; keeping the run as it is",
+            model_status,
+            stage,
+        )
+    elif state is None and model_status not in {"training", ""}:
+        log.warning("Unknown remote model status %r; keeping the run as it is", model_status)
+    return state
+
+
+def is_valid_path(states: list[str]) -> bool:
+    """Whether a trail of states (from draft) is a path of the state machine."""
+    if not states or states[0] != S.DRAFT:
+        return False
+    return all(b in TRANSITIONS[a] for a, b in zip(states, states[1:], strict=False))
+
+
+# --- Launch and cancel (called by views and commands) ---------------------------------------
+
+
+def launch_run(
+    *,
+    user,
+    model: ScenarioModel,
+    parameters: dict,
+    quote_cost: float | None = None,
+    quote_discount: float | None = None,
+    idempotency_key=None,
+    override_budget: bool = False,
+) -> TrainingRun:
+    """Store a new run in draft and enqueue its submission once the row is committed.
+
+    A repeated idempotency key returns the run the first request made. Raises LaunchRefused
+    when the user has no team or the model is not open to their team.
+    """
+    if idempotency_key is not None:
+        existing = _run_for_key(user, idempotency_key)
+        if existing is not None:
+            return existing
+    membership = access.membership_of(user)
+    if membership is None:
+        raise LaunchRefused("Only members of a team can launch trainings.")
+    if not access.trainable_models(user).filter(pk=model.pk).exists():
+        raise LaunchRefused(f"The model {model} is not open to {membership.team}.")
+    try:
+        run = _create_draft(
+            user=user,
+            team=membership.team,
+            model=model,
+            parameters=parameters,
+            quote_cu_cost=quote_cost,
+            quote_cu_discount=quote_discount,
+            idempotency_key=idempotency_key,
+            budget_override=override_budget,
+        )
+    except IntegrityError:
+        # Two requests with one key raced; the other one's run is the launch.
+        existing = _run_for_key(user, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing
+    enqueue_on_commit("submit_run", run.pk)
+    return run
+
+
+def _run_for_key(user, key) -> TrainingRun | None:
+    run = TrainingRun.objects.filter(idempotency_key=key).first()
+    if run is not None and run.created_by_id != user.pk:
+        raise LaunchRefused("This launch form was already used by someone else.")
+    return run
+
+
+def _create_draft(*, user, model: ScenarioModel, **values) -> TrainingRun:
+    grace = timedelta(seconds=setting("SUBMIT_GRACE_SECONDS"))
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            created_by=user,
+            model=model,
+            model_type=model.type,
+            state=S.DRAFT,
+            next_poll_at=timezone.now() + grace,
+            **values,
+        )
+        RunEvent.objects.create(
+            run=run, to_state=S.DRAFT, source=EventSource.USER, actor=user, message="Launched"
+        )
+    return run
+
+
+def request_cancel(run: TrainingRun, user) -> bool:
+    """Ask for the run to be canceled, with the web page's permission rules.
+
+    A draft is canceled at once (nothing was sent). A run on its way to or at Scenario
+    becomes cancel_requested and a cancel task is enqueued. Returns False when there was
+    nothing to do (already cancel-requested or finished): cancelling twice is harmless.
+    """
+    if not access.can_cancel(user, run):
+        raise PermissionDenied("You may not cancel this run.")
+    who = user.get_username()
+    if run.state == S.DRAFT and transition(
+        run,
+        S.CANCELED,
+        expected=[S.DRAFT],
+        source=EventSource.USER,
+        actor=user,
+        message=f"Canceled by {who} before it was sent",
+    ):
+        return True
+    if transition(
+        run,
+        S.CANCEL_REQUESTED,
+        expected=[S.SUBMITTING, S.QUEUED, S.RUNNING],
+        source=EventSource.USER,
+        actor=user,
+        message=f"Cancel requested by {who}",
+    ):
+        enqueue_on_commit("cancel_run", run.pk)
+        return True
+    return False
+
+
+# --- Publishing tasks -----------------------------------------------------------------------
+
+
+def enqueue(task_name: str, run_id: int) -> bool:
+    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run."""
+    from training import tasks  # the tasks module imports this one
+
+    options = {"retry_policy": PUBLISH_RETRY_POLICY}
+    if task_name in {"submit_run", "cancel_run"}:
+        # These hold the submit lease: the worker kills them before the lease runs out.
+        lease = setting("SUBMIT_TIMEOUT_SECONDS")
+        options.update(time_limit=lease, soft_time_limit=lease * 0.8)
+    try:
+        getattr(tasks, task_name).apply_async((run_id,), **options)
+    except Exception:  # each broker transport raises its own errors
+        log.warning(
+            "Could not enqueue %s for run %s; the sweep will retry",
+            task_name,
+            run_id,
+            exc_info=True,
+        )
+        return False
+    return True
+
+
+def enqueue_on_commit(task_name: str, run_id: int) -> None:
+    transaction.on_commit(partial(enqueue, task_name, run_id))
+
+
+# --- Submitting -----------------------------------------------------------------------------
+
+
+def submit_run(run_id: int) -> None:
+    """Send the run's trigger to Scenario, at most once, or adopt a launch that already went out.
+
+    Raises TryAgain for a transient failure before anything was sent.
+    """
+    run = _active_run(run_id)
+    if run is None:
+        return
+    if run.state == S.DRAFT:
+        now = timezone.now()
+        claimed = transition(
+            run,
+            S.SUBMITTING,
+            expected=[S.DRAFT],
+            source=EventSource.WORKER,
+            message="Sending to Scenario",
+            submitted_at=now,
+            next_poll_at=now + _lease(),
+        )
+        if claimed:
+            _launch(run, now, reconcile=False)
+    elif run.state == S.SUBMITTING:
+        lease = _take_lease(run)
+        if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
+            _launch(run, lease, reconcile=True)
+    elif run.state == S.CANCEL_REQUESTED and not is_launched(run):
+        _settle_unlaunched_cancel(run)
+
+
+def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
+    client = _client()
+    if reconcile:
+        model = _reconcile(run, client, lease)
+        if model is None or _launch_visible(model, run):
+            return
+    lease = _renew_lease(run, lease)
+    if lease is None:
+        _lost_lease(run)
+        return
+    try:
+        launch = client.trigger(run.model.remote_id, run.parameters)
+    except scenario.OutcomeUnknown as error:
+        _outcome_unknown(run, client, error)
+        return
+    except scenario.ScenarioError as error:
+        if error.transient:
+            _release_lease(run, lease)
+            raise TryAgain.from_error(error) from error
+        _refused(run, error)
+        return
+    fields = _snapshot_fields(run, launch.model, launch.job)
+    fields["job_id"] = launch.job.id or fields.get("job_id", "")
+    if launch.quote is not None:
+        fields.update(quote_cu_cost=launch.quote.cost, quote_cu_discount=launch.quote.discount)
+    _confirm_launch(run, fields, f"Scenario accepted the launch (job {fields['job_id']})")
+
+
+def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | None:
+    """Read the remote model; adopt the launch if an earlier attempt made it. None: stop here."""
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.NotFound:
+        _fail(run, "The model no longer exists on Scenario.")
+        return None
+    except scenario.ScenarioError as error:
+        if error.transient:
+            _release_lease(run, lease)
+            raise TryAgain.from_error(error) from error
+        _refused(run, error)
+        return None
+    if _launch_visible(model, run):
+        fields = _snapshot_fields(run, model, None)
+        _confirm_launch(run, fields, "Scenario was already training it: adopted that launch")
+    return model
+
+
+def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
+    """Whether the remote model shows a training that started after this run was created."""
+    since = run.created_at - LAUNCH_CLOCK_SKEW
+    if model.status == "training":
+        started = model.training_progress.started_at if model.training_progress else None
+        return started is None or started >= since
+    if model.status in REMOTE_FINAL_STATUSES and model.training_stats is not None:
+        started = model.training_stats.started_at
+        return started is not None and started >= since
+    return False
+
+
+def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
+    """Record that Scenario has the training: queued, or still cancel-requested."""
+    fields.update(poll_failures=0, next_poll_at=timezone.now() + _poll_delay(S.QUEUED, fields))
+    if transition(
+        run, S.QUEUED, expected=[S.SUBMITTING], source=EventSource.WORKER, message=message, **fields
+    ):
+        return
+    # A cancel came in while the trigger was on its way: keep it, record the launch, send it.
+    if _record_launch_while_canceling(run, fields):
+        log.info("Run %s was launched after its cancel was requested; canceling it", run.pk)
+        enqueue_on_commit("cancel_run", run.pk)
+
+
+def _record_launch_while_canceling(run: TrainingRun, fields: dict) -> bool:
+    fields["next_poll_at"] = timezone.now() + _poll_delay(S.CANCEL_REQUESTED, fields)
+    return _write_snapshot(run, fields, state=S.CANCEL_REQUESTED)
+
+
+def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
+    """The trigger may have reached Scenario. Adopt it if it shows; else leave it to the sweep.
+
+    The lease stays taken, so nobody triggers again before it runs out and whoever takes it
+    over reconciles first.
+    """
+    log.warning("Launch of run %s has an unknown outcome: %s", run.pk, error)
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.ScenarioError:
+        return
+    if _launch_visible(model, run):
+        _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+
+
+def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
+    message = error.message or str(error)
+    if not _fail(run, message, expected=[S.SUBMITTING]):
+        transition(
+            run,
+            S.CANCELED,
+            expected=[S.CANCEL_REQUESTED],
+            source=EventSource.WORKER,
+            message=f"Canceled; Scenario had refused the launch: {message}",
+            error_message=message,
+        )
+
+
+def _lost_lease(run: TrainingRun) -> None:
+    """The pre-send check failed: a cancel came first (the trigger never goes out) or a
+    newer attempt took over."""
+    run.refresh_from_db()
+    if run.state == S.CANCEL_REQUESTED:
+        transition(
+            run,
+            S.CANCELED,
+            expected=[S.CANCEL_REQUESTED],
+            source=EventSource.WORKER,
+            message="Canceled before the launch was sent",
+        )
+
+
+# --- The submit lease -----------------------------------------------------------------------
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=setting("SUBMIT_TIMEOUT_SECONDS"))
+
+
+def _take_lease(run: TrainingRun) -> datetime | None:
+    """Take over the submit lease when it is empty or has run out; None when it is held."""
+    now = timezone.now()
+    held = run.submitted_at
+    if held is not None and held > now - _lease():
+        return None
+    lease_filter = Q(submitted_at__isnull=True) if held is None else Q(submitted_at=held)
+    # Another worker got there first when no row changes.
+    taken = TrainingRun.objects.filter(lease_filter, pk=run.pk, state=run.state).update(
+        submitted_at=now, next_poll_at=now + _lease()
+    )
+    return now if taken else None
+
+
+def _renew_lease(run: TrainingRun, lease: datetime) -> datetime | None:
+    """Check, just before sending, that the run is still ours to submit and not canceled."""
+    now = timezone.now()
+    renewed = TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
+        submitted_at=now, next_poll_at=now + _lease()
+    )
+    return now if renewed else None
+
+
+def _release_lease(run: TrainingRun, lease: datetime) -> None:
+    """Nothing went out this time: let the retry (or the sweep) take the lease at once."""
+    TrainingRun.objects.filter(
+        pk=run.pk, state__in=[S.SUBMITTING, S.CANCEL_REQUESTED], submitted_at=lease
+    ).update(submitted_at=None)
+
+
+def is_launched(run: TrainingRun) -> bool:
+    """Whether Scenario confirmed the launch. Only a confirmed launch stores a job id or a
+    remote model status, so their presence is the proof."""
+    return bool(run.job_id or run.remote_model_status)
+
+
+# --- Polling --------------------------------------------------------------------------------
+
+
+def poll_run(run_id: int) -> None:
+    """Read the run's model (and job when needed) and store what changed; nothing otherwise."""
+    run = _active_run(run_id)
+    if run is None or run.state not in POLLED_STATES or not is_launched(run):
+        return
+    client = _client()
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.NotFound:
+        _fail(run, "The model no longer exists on Scenario.")
+        return
+    except scenario.ScenarioError as error:
+        _poll_failed(run, error)
+        return
+    _refresh(run, client, model)
+    if run.state == S.CANCEL_REQUESTED and model.status == "training":
+        # Still training: the cancel may have been lost on its way. Sending it again is harmless.
+        enqueue_on_commit("cancel_run", run.pk)
+
+
+def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
+    job = None
+    job_id = run.job_id or model.job_id
+    if job_id and _needs_job(run, model):
+        try:
+            job = client.get_job(job_id)
+        except scenario.NotFound:
+            job = None
+        except scenario.ScenarioError as error:
+            if model.status in REMOTE_FINAL_STATUSES:
+                _poll_failed(run, error)  # the billing matters: try again soon
+                return False
+            log.info("Could not read job %s of run %s: %s", job_id, run.pk, error)
+    return apply_snapshot(run, model, job)
+
+
+def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
+    """The job holds the status history and the billing: read it when they may have moved."""
+    if model.status in REMOTE_FINAL_STATUSES:
+        return True
+    progress = model.training_progress
+    if progress is None:
+        return False
+    return (progress.stage or "", progress.progress) != (run.stage, run.progress)
+
+
+def apply_snapshot(run: TrainingRun, model: scenario.Model, job: scenario.Job | None) -> bool:
+    """Store the remote snapshot, new epoch samples and the state it implies. Wrote anything?"""
+    fields = {
+        name: value
+        for name, value in _snapshot_fields(run, model, job).items()
+        if getattr(run, name) != value
+    }
+    if run.poll_failures:
+        fields["poll_failures"] = 0
+    target = local_state_for(model.status, _stage(model))
+    wrote = False
+    if target and target != run.state and target in TRANSITIONS[run.state]:
+        fields.update(_final_fields(target, model, job))
+        if target not in FINAL_STATES:
+            fields["next_poll_at"] = _next_poll(run, target, fields)
+        wrote = transition(
+            run,
+            target,
+            expected=[run.state],
+            source=EventSource.WORKER,
+            message=_transition_message(run.state, target, model, job),
+            **fields,
+        )
+    elif fields:
+        fields["next_poll_at"] = _next_poll(run, run.state, fields)
+        wrote = _write_snapshot(run, fields)
+    return _store_samples(run, model) or wrote
+
+
+def _next_poll(run: TrainingRun, state: str, fields: dict) -> datetime:
+    snapshot = {name: fields.get(name, getattr(run, name)) for name in ("stage", "queue_position")}
+    return timezone.now() + _poll_delay(state, snapshot)
+
+
+def _write_snapshot(run: TrainingRun, fields: dict, state: str | None = None) -> bool:
+    """Write snapshot fields without a state change, if the run is still in `state`."""
+    state = state or run.state
+    now = timezone.now()
+    written = TrainingRun.objects.filter(pk=run.pk, state=state).update(updated_at=now, **fields)
+    if written:
+        run.state = state
+        for name, value in fields.items():
+            setattr(run, name, value)
+    return bool(written)
+
+
+def _stage(model: scenario.Model) -> str | None:
+    return model.training_progress.stage if model.training_progress else None
+
+
+def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job | None) -> dict:
+    """The run's fields as the remote model (and job) describe them now."""
+    fields: dict = {"remote_model_status": model.status or ""}
+    progress = model.training_progress
+    if progress is not None:
+        fields.update(
+            stage=progress.stage or "",
+            queue_position=progress.position,
+            progress=progress.progress,
+            remaining_ms=progress.remaining_ms,
+        )
+    if model.job_id and not run.job_id:
+        fields["job_id"] = model.job_id
+    stats = model.training_stats
+    if stats is not None:
+        fields.update(
+            train_started_at=stats.started_at,
+            train_ended_at=stats.ended_at,
+            queue_duration=stats.queue_duration,
+            train_duration=stats.train_duration,
+        )
+    if job is not None:
+        fields["remote_job_status"] = job.status or ""
+        fields["status_history"] = [
+            {"date": change.date.isoformat(), "status": change.status}
+            for change in job.status_history
+        ]
+        if job.billing is not None:
+            fields.update(cu_cost=job.billing.cu_cost, cu_discount=job.billing.cu_discount)
+    error = model.error or (job.error if job is not None else "")
+    if error:
+        fields["error_message"] = error
+    return fields
+
+
+def _final_fields(target: str, model: scenario.Model, job: scenario.Job | None) -> dict:
+    if target == S.SUCCEEDED:
+        return {"progress": 1.0, "remaining_ms": 0, "queue_position": None}
+    if target == S.FAILED and not (model.error or (job and job.error)):
+        return {"error_message": "Scenario reported the training as failed."}
+    return {}
+
+
+def _transition_message(from_state, target, model, job) -> str:
+    if target == S.RUNNING:
+        return "Training started"
+    if target == S.FAILED:
+        return model.error or (job.error if job else "") or "Scenario reported the training failed"
+    if from_state == S.CANCEL_REQUESTED and target == S.SUCCEEDED:
+        return "The training had already finished when the cancel reached Scenario"
+    if from_state == S.CANCEL_REQUESTED and target == S.CANCELED:
+        return "Scenario confirmed the cancel"
+    if target == S.CANCELED:
+        return "Canceled on Scenario"
+    return "Training finished"
+
+
+def _store_samples(run: TrainingRun, model: scenario.Model) -> bool:
+    """Add the epoch samples not stored yet; the prompt comes from samplePrompts by index."""
+    wanted = {
+        (epoch_index, prompt_index): (epoch.epoch, asset)
+        for epoch_index, epoch in enumerate(model.epochs)
+        for prompt_index, asset in enumerate(epoch.assets)
+    }
+    if not wanted:
+        return False
+    have = set(run.samples.values_list("epoch_index", "prompt_index"))
+    prompts = run.parameters.get("samplePrompts") or []
+    new = [
+        EpochSample(
+            run=run,
+            epoch=epoch_hash,
+            epoch_index=epoch_index,
+            prompt_index=prompt_index,
+            prompt=prompts[prompt_index] if prompt_index < len(prompts) else "",
+            asset_id=asset.asset_id,
+            url=asset.url,
+        )
+        for (epoch_index, prompt_index), (epoch_hash, asset) in sorted(wanted.items())
+        if (epoch_index, prompt_index) not in have
+    ]
+    # Two polls may race here; the unique constraint keeps one row per epoch and prompt.
+    EpochSample.objects.bulk_create(new, ignore_conflicts=True)
+    return bool(new)
+
+
+def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
+    failures = run.poll_failures + 1
+    delay = _error_delay(failures, error.retry_after)
+    log.info("Poll of run %s failed (%s); next try in %.1fs", run.pk, error, delay)
+    TrainingRun.objects.filter(pk=run.pk, state=run.state).update(
+        poll_failures=failures, next_poll_at=timezone.now() + timedelta(seconds=delay)
+    )
+
+
+def _poll_delay(state: str, snapshot: dict) -> timedelta:
+    """Short while running, longer the deeper the run waits in Scenario's queue."""
+    if state == S.CANCEL_REQUESTED:
+        seconds = setting("POLL_CANCEL_SECONDS")
+    elif state == S.RUNNING or snapshot.get("stage") in {"starting-train", "running-train"}:
+        seconds = setting("POLL_RUNNING_SECONDS")
+    else:
+        ahead = snapshot.get("queue_position") or 0
+        seconds = setting("POLL_QUEUED_SECONDS") + ahead * setting("POLL_QUEUE_STEP_SECONDS")
+    return timedelta(seconds=min(seconds, setting("POLL_MAX_SECONDS")))
+
+
+def _error_delay(failures: int, retry_after: float | None) -> float:
+    """Exponential backoff after failed polls, never sooner than Scenario's Retry-After."""
+    backoff = setting("POLL_RUNNING_SECONDS") * 2 ** min(failures, 16)
+    return max(min(backoff, setting("POLL_MAX_SECONDS")), retry_after or 0.0)
+
+
+# --- Canceling ------------------------------------------------------------------------------
+
+
+def cancel_run(run_id: int) -> None:
+    """Send the cancel of a cancel-requested run to Scenario; polls confirm it.
+
+    Raises TryAgain for a transient failure.
+    """
+    run = _active_run(run_id)
+    if run is None or run.state != S.CANCEL_REQUESTED:
+        return
+    if is_launched(run):
+        _send_cancel(run)
+    else:
+        _settle_unlaunched_cancel(run)
+
+
+def _send_cancel(run: TrainingRun) -> None:
+    client = _client()
+    try:
+        model = client.cancel_training(run.model.remote_id)
+    except scenario.NotFound:
+        _fail(run, "The model no longer exists on Scenario.")
+        return
+    except scenario.ScenarioError as error:
+        if error.transient:
+            raise TryAgain.from_error(error) from error
+        # Typically "not training": it finished first. Read what really happened.
+        log.info("Scenario refused the cancel of run %s: %s", run.pk, error)
+        try:
+            model = client.get_model(run.model.remote_id)
+        except scenario.ScenarioError as read_error:
+            raise TryAgain.from_error(read_error) from read_error
+    _refresh(run, client, model)
+    if run.state == S.CANCEL_REQUESTED:
+        # Look again soon rather than at a deep-queue interval.
+        soon = timezone.now() + timedelta(seconds=setting("POLL_CANCEL_SECONDS"))
+        TrainingRun.objects.filter(
+            pk=run.pk, state=S.CANCEL_REQUESTED, next_poll_at__gt=soon
+        ).update(next_poll_at=soon)
+
+
+def _settle_unlaunched_cancel(run: TrainingRun) -> None:
+    """A cancel came before Scenario confirmed the launch: cancel there only if it launched.
+
+    While a submit holds a live lease, it is the one to decide; this waits for the lease.
+    """
+    lease = _take_lease(run)
+    if lease is None:
+        return
+    client = _client()
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.NotFound:
+        model = None
+    except scenario.ScenarioError as error:
+        _release_lease(run, lease)
+        raise TryAgain.from_error(error) from error
+    if model is not None and _launch_visible(model, run):
+        if _record_launch_while_canceling(run, _snapshot_fields(run, model, None)):
+            _send_cancel(run)
+        return
+    transition(
+        run,
+        S.CANCELED,
+        expected=[S.CANCEL_REQUESTED],
+        source=EventSource.WORKER,
+        message="Canceled before the launch reached Scenario",
+    )
+
+
+# --- The sweep ------------------------------------------------------------------------------
+
+
+def sweep() -> int:
+    """Claim the runs that are due and fan out their tasks; returns how many were claimed.
+
+    A run is due when its next_poll_at has passed: queued, running and cancel-requested runs
+    for a poll, drafts the broker may have lost, and submissions whose lease ran out.
+    """
+    now = timezone.now()
+    due = (
+        TrainingRun.objects.filter(state__in=ACTIVE_STATES)
+        .filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
+        .order_by(F("next_poll_at").asc(nulls_first=True))
+        .only("state", "next_poll_at", "stage", "queue_position", "job_id", "remote_model_status")
+    )
+    claimed = 0
+    for run in due[:SWEEP_BATCH]:
+        task_name, delay = _sweep_plan(run)
+        if not _claim_due(run, now, delay):
+            continue  # another sweep got there first
+        claimed += 1
+        enqueue_on_commit(task_name, run.pk)
+    return claimed
+
+
+def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:
+    """Which task a due run needs, and when to look at it again if that task is lost."""
+    if run.state in {S.DRAFT, S.SUBMITTING}:
+        return "submit_run", _lease()
+    if run.state == S.CANCEL_REQUESTED and not is_launched(run):
+        return "cancel_run", _lease()
+    return "poll_run", _poll_delay(
+        run.state, {"stage": run.stage, "queue_position": run.queue_position}
+    )
+
+
+def _claim_due(run: TrainingRun, now: datetime, delay: timedelta) -> bool:
+    """Move next_poll_at forward only if it is still what this sweep read (works everywhere:
+    a conditional UPDATE, no row locks)."""
+    due_filter = (
+        Q(next_poll_at__isnull=True)
+        if run.next_poll_at is None
+        else Q(next_poll_at=run.next_poll_at)
+    )
+    values = {"next_poll_at": now + delay}
+    if run.state in POLLED_STATES:
+        values["last_polled_at"] = now
+    return bool(TrainingRun.objects.filter(due_filter, pk=run.pk, state=run.state).update(**values))
+
+
+# --- Models and members ---------------------------------------------------------------------
+
+
+def sync_models(client=None) -> int:
+    """Mirror every page of GET /models into ScenarioModel, keeping team assignments."""
+    client = client or _client()
+    now = timezone.now()
+    count = 0
+    for model in client.iter_models():
+        ScenarioModel.objects.update_or_create(
+            remote_id=model.id,
+            defaults={
+                "name": model.name or "",
+                "type": model.type or "",
+                "status": model.status or "",
+                "training_images_number": model.training_images_number or 0,
+                "training_images": [
+                    {"id": image.id, "name": image.name, "url": image.url}
+                    for image in model.training_images
+                ],
+                "thumbnail_url": model.thumbnail_url or "",
+                "synced_at": now,
+            },
+        )
+        count += 1
+    return count
+
+
+def add_member(team_name: str, username: str, role: str, password: str | None = None):
+    """Put someone in a team with a role, creating the team and the user when they are new."""
+    if role not in Role.values:
+        raise ValueError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
+    with transaction.atomic():
+        team, _ = Team.objects.get_or_create(name=team_name)
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if password:
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.save()
+        membership, _ = Membership.objects.update_or_create(
+            user=user, defaults={"team": team, "role": role}
+        )
+    return membership
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def _client() -> scenario.ScenarioClient:
+    return scenario.ScenarioClient.from_settings()
+
+
+def _active_run(run_id: int) -> TrainingRun | None:
+    """The run, or None when it is gone or finished: tasks then have nothing to do."""
+    run = TrainingRun.objects.select_related("model").filter(pk=run_id).first()
+    if run is None or run.is_final:
+        return None
+    return run
+
+
+def _fail(run: TrainingRun, message: str, expected=None) -> bool:
+    expected = expected or [run.state]
+    return transition(
+        run,
+        S.FAILED,
+        expected=[state for state in expected if S.FAILED in TRANSITIONS[state]],
+        source=EventSource.WORKER,
+        message=message,
+        error_message=message,
+    )

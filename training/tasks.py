@@ -1,0 +1,79 @@
+"""Celery tasks: thin wrappers that take ids and call training.services.
+
+Every task is idempotent (state changes are compare-and-set), so all of them acknowledge late:
+a task lost with its worker is delivered again. A task whose run is gone or finished returns
+quietly. Nothing sleeps here; waiting is done with retry countdowns and the sweep.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+
+from training import scenario, services
+
+# Well below the Redis visibility timeout (an hour), so a waiting retry is never redelivered.
+MAX_COUNTDOWN = 60
+
+
+class ScenarioTask(Task):
+    """Retries wait at least as long as Scenario's Retry-After asked, and never too long."""
+
+    def retry(
+        self,
+        args=None,
+        kwargs=None,
+        exc=None,
+        throw=True,
+        eta=None,
+        countdown=None,
+        max_retries=None,
+        **options,
+    ):
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            countdown = max(countdown or 0, retry_after)
+        if countdown is not None:
+            countdown = min(countdown, MAX_COUNTDOWN)
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+
+RETRYING = {
+    "base": ScenarioTask,
+    "acks_late": True,
+    "autoretry_for": (services.TryAgain,),
+    "retry_backoff": True,
+    "retry_backoff_max": MAX_COUNTDOWN,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(**RETRYING)
+def submit_run(run_id: int) -> None:
+    services.submit_run(run_id)
+
+
+@shared_task(acks_late=True)
+def poll_run(run_id: int) -> None:
+    # No Celery retry: a failed poll reschedules itself through next_poll_at.
+    services.poll_run(run_id)
+
+
+@shared_task(**RETRYING)
+def cancel_run(run_id: int) -> None:
+    services.cancel_run(run_id)
+
+
+@shared_task(acks_late=True)
+def sweep() -> int:
+    return services.sweep()
+
+
+@shared_task(**RETRYING)
+def sync_models() -> int:
+    try:
+        return services.sync_models()
+    except scenario.ScenarioError as error:
+        if error.transient:
+            raise services.TryAgain.from_error(error) from error
+        raise
