@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 from django.template.loader import render_to_string
+from django.utils import timezone
 
-from tests.test_history_factories import make_run
-from training import budgets
-from training.models import RunState
+from tests.test_history_factories import make_model, make_run
+from training import budgets, services
+from training.models import RunState, TrainingRun
 
 NOW = dt.datetime(2025, 3, 15, 12, 0, tzinfo=dt.UTC)
 THIS_MONTH = dt.datetime(2025, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -158,3 +159,74 @@ def test_the_history_page_shows_the_budget_of_the_readers_team(client, spending,
     client.force_login(alice)
     text = client.get("/history/").text
     assert "Budgets this month" in text and "/ 100 CU" in text
+
+
+# --- enforcement at launch ----------------------------------------------------------------
+
+
+@pytest.fixture
+def open_model():
+    return make_model("Castle", "flux.1-lora")
+
+
+@pytest.fixture
+def nearly_spent(budgeted, alice):
+    """Team A has 90 of its 100 CU spent this month."""
+    make_run(alice, "Earlier", launched=timezone.now(), cost=90)
+    return budgeted
+
+
+def test_a_launch_that_fits_the_budget_goes_ahead(nearly_spent, alice, open_model):
+    run = services.launch_run(user=alice, model=open_model, parameters={}, quote_cost=10)
+    assert (run.state, run.budget_override) == (RunState.DRAFT, False)
+    assert run.events.get().message == "Launched"
+
+
+def test_a_launch_over_the_budget_is_refused_with_a_clear_message(nearly_spent, alice, open_model):
+    with pytest.raises(services.LaunchRefused) as refused:
+        services.launch_run(user=alice, model=open_model, parameters={}, quote_cost=11)
+    assert refused.value.message == (
+        "This run's quote of 11 CU would take Team A over its monthly budget: "
+        "90 of 100 CU are spent or committed this month, 10 CU left. A team lead can override."
+    )
+    assert not TrainingRun.objects.filter(model=open_model).exists()
+
+
+def test_an_artist_cannot_override_the_budget(nearly_spent, alice, open_model):
+    with pytest.raises(services.LaunchRefused, match="Only a team lead can launch past"):
+        services.launch_run(
+            user=alice, model=open_model, parameters={}, quote_cost=50, override_budget=True
+        )
+    assert not TrainingRun.objects.filter(model=open_model).exists()
+
+
+def test_a_lead_overrides_and_the_audit_trail_says_who_and_how_much(nearly_spent, bob, open_model):
+    run = services.launch_run(
+        user=bob, model=open_model, parameters={}, quote_cost=50, override_budget=True
+    )
+    assert run.budget_override is True
+    event = run.events.get()
+    assert (event.to_state, event.source, event.actor) == (RunState.DRAFT, "user", bob)
+    assert event.message == (
+        "Launched. Budget override by Bob: launched for 50 CU with 90 of 100 CU already "
+        "spent or committed this month."
+    )
+
+
+def test_an_override_that_was_not_needed_is_not_recorded(budgeted, bob, open_model):
+    run = services.launch_run(
+        user=bob, model=open_model, parameters={}, quote_cost=5, override_budget=True
+    )
+    assert run.budget_override is False
+    assert run.events.get().message == "Launched"
+
+
+def test_an_active_run_counts_against_the_next_launch(budgeted, alice, open_model):
+    services.launch_run(user=alice, model=open_model, parameters={}, quote_cost=60)
+    with pytest.raises(services.LaunchRefused, match="60 of 100 CU"):
+        services.launch_run(user=alice, model=open_model, parameters={}, quote_cost=60)
+
+
+def test_a_team_without_a_budget_launches_freely(team_b, charlie, open_model):
+    run = services.launch_run(user=charlie, model=open_model, parameters={}, quote_cost=10**6)
+    assert run.budget_override is False
