@@ -152,7 +152,7 @@ SORT_VALUES = {
     "quoted": lambda r: r.quote_cu_cost,
     "billed": lambda r: r.cu_cost,
     "discount": lambda r: r.cu_discount,
-    "epochs": lambda r: r.samples.values("epoch_index").distinct().count(),
+    "epochs": lambda r: 1 + max((s.epoch_index for s in r.samples.all()), default=-1),
 }
 
 

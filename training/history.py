@@ -32,7 +32,7 @@ def history(request):
     visible = visible_runs(request.user)
     runs = reports.apply_filters(visible, filters)
     page = reports.page_of(
-        reports.history_rows(runs),
+        reports.table_rows(runs),
         filters,
         after=request.GET.get("after", ""),
         before=request.GET.get("before", ""),
@@ -87,6 +87,7 @@ def _columns(filters: reports.HistoryFilters, base: str) -> list[dict]:
 
 def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> dict:
     totals = reports.totals(runs)
+    cu_weeks, outcome_weeks = reports.weekly(runs, filters.stack)
     return {
         "choices": reports.filter_choices(user, visible),
         "totals": totals,
@@ -98,9 +99,9 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
         },
         "by_artist": _with_durations(reports.by_artist(runs)),
         "by_month": _with_durations(reports.by_month(runs)),
-        "cu_chart": charts.stacked_weeks(reports.cu_per_week(runs, filters.stack)),
+        "cu_chart": charts.stacked_weeks(cu_weeks),
         "spread_chart": charts.duration_spread(reports.duration_points(runs)),
-        "success_chart": charts.success_over_time(reports.success_per_week(runs)),
+        "success_chart": charts.success_over_time(outcome_weeks),
         "scatter_limit": reports.SCATTER_LIMIT,
         "stack_urls": {
             key: f"{reverse('history')}?{filters.query(stack=key)}" for key in ("artist", "type")

@@ -103,15 +103,18 @@ def artist_name():
 
 
 def epochs_count():
-    """Epochs that produced samples, as a correlated subquery (no join multiplies the rows)."""
-    per_run = (
+    """Epochs a run reached: its last epoch's index + 1, or 0 before any sample.
+
+    A correlated subquery (no join multiplies the rows) that reads one entry of the
+    (run, epoch_index, prompt_index) unique index per run, so even sorting every run by it
+    stays affordable.
+    """
+    last = (
         EpochSample.objects.filter(run=OuterRef("pk"))
-        .order_by()
-        .values("run")
-        .annotate(n=Count("epoch_index", distinct=True))
-        .values("n")
+        .order_by("-epoch_index")
+        .values("epoch_index")[:1]
     )
-    return Coalesce(Subquery(per_run, output_field=IntegerField()), Value(0))
+    return Coalesce(Subquery(last, output_field=IntegerField()) + 1, Value(0))
 
 
 # --- filters ------------------------------------------------------------------------------
@@ -299,18 +302,32 @@ def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
 
 
 def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
-    """The columns the table shows, in one query with the related names joined in."""
-    return runs.select_related("model", "team", "created_by").annotate(
+    """Runs with the figures the history shows, in one query with the related names joined."""
+    return runs.select_related("model", "team").annotate(
         artist=artist_name(), wall_seconds=WallSeconds(), epochs=epochs_count()
     )
+
+
+# The table reads only these; leaving out the JSON columns keeps the rows a sort handles small.
+TABLE_FIELDS = (
+    "model_type", "state", "created_at", "finished_at", "queue_duration", "train_duration",
+    "quote_cu_cost", "cu_cost", "cu_discount", "model__name", "model__remote_id", "team__name",
+)  # fmt: skip
+
+
+def table_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
+    return history_rows(runs).only(*TABLE_FIELDS)
 
 
 def sorted_runs(runs: QuerySet[TrainingRun], filters: HistoryFilters, *, reverse=False):
     """Order by the chosen column, nulls last, then by id so the order is total."""
     sort = SORTS[filters.sort_key]
     descending = filters.descending != reverse
-    # Reading a page backwards walks the same order in reverse, nulls included.
-    nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
+    # Reading a page backwards walks the same order in reverse, nulls included. A column that
+    # is never null gets no NULLS clause, so an index in the default order can serve the sort.
+    nulls = {}
+    if sort.nullable:
+        nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
     value = F("sort_value")
     ordering = value.desc(**nulls) if descending else value.asc(**nulls)
     tie = F("pk").desc() if descending else F("pk").asc()
@@ -507,14 +524,23 @@ def _with_rate(rows) -> list[dict]:
     return rows
 
 
+def names_of(user_ids) -> dict[int, str]:
+    """Display names (full name, else username) of people, in one query.
+
+    Grouping by the id and naming afterwards keeps the user join and the name expression
+    out of aggregates over many runs.
+    """
+    people = get_user_model().objects.filter(pk__in=set(user_ids))
+    return {p.pk: p.get_full_name() or p.get_username() for p in people}
+
+
 def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
     """One row per artist: runs, outcomes, CU spent and mean durations; biggest spender first."""
-    rows = (
-        runs.order_by()
-        .values("created_by_id")
-        .annotate(artist=artist_name(), **_breakdown_aggregates())
-        .order_by("-cu_spent", "artist")
-    )
+    rows = list(runs.order_by().values("created_by_id").annotate(**_breakdown_aggregates()))
+    names = names_of(row["created_by_id"] for row in rows)
+    for row in rows:
+        row["artist"] = names.get(row["created_by_id"], "?")
+    rows.sort(key=lambda row: (-row["cu_spent"], row["artist"]))
     return _with_rate(rows)
 
 
@@ -540,18 +566,51 @@ class StackedSeries:
     values: dict[str, list[float]]  # key -> one value per week
 
 
-def cu_per_week(runs: QuerySet[TrainingRun], stack: str) -> StackedSeries:
-    """CU billed per week of launch, split by artist or by model type."""
-    key_expr = artist_name() if stack == "artist" else F("model_type")
-    rows = (
+@dataclass(frozen=True)
+class RatePoint:
+    week: dt.date
+    succeeded: int
+    failed: int
+    canceled: int
+
+    @property
+    def rate(self) -> float | None:
+        return success_rate(self.succeeded, self.failed)
+
+
+def weekly(runs: QuerySet[TrainingRun], stack: str) -> tuple[StackedSeries, list[RatePoint]]:
+    """Both weekly charts from one grouped query: CU by artist or type, and outcomes."""
+    key = "created_by_id" if stack == "artist" else "model_type"
+    rows = list(
         runs.order_by()
-        .filter(cu_cost__isnull=False)
-        .annotate(week=TruncWeek("created_at"), key=key_expr)
-        .values("week", "key")
-        .annotate(cu=Sum("cu_cost"))
+        .annotate(week=TruncWeek("created_at"))
+        .values("week", key)
+        .annotate(cu=Sum("cu_cost"), **_outcome_counts())
         .order_by("week")
     )
-    return _stack(list(rows))
+    names = names_of(row[key] for row in rows) if stack == "artist" else {}
+    billed = [
+        {"week": row["week"], "key": names.get(row[key], row[key]), "cu": row["cu"]}
+        for row in rows
+        if row["cu"] is not None
+    ]
+    outcomes: dict[dt.date, list[int]] = {}
+    for row in rows:
+        counts = outcomes.setdefault(_as_date(row["week"]), [0, 0, 0])
+        for i, state in enumerate(("succeeded", "failed", "canceled")):
+            counts[i] += row[state]
+    points = [RatePoint(week, *counts) for week, counts in sorted(outcomes.items())]
+    return _stack(billed), points
+
+
+def cu_per_week(runs: QuerySet[TrainingRun], stack: str) -> StackedSeries:
+    """CU billed per week of launch, split by artist or by model type."""
+    return weekly(runs, stack)[0]
+
+
+def success_per_week(runs: QuerySet[TrainingRun]) -> list[RatePoint]:
+    """Succeeded, failed and canceled runs per week of launch."""
+    return weekly(runs, "type")[1]
 
 
 def _stack(rows: list[dict]) -> StackedSeries:
@@ -575,31 +634,6 @@ def _as_date(value) -> dt.date:
     if isinstance(value, dt.datetime):
         return timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
     return value
-
-
-@dataclass(frozen=True)
-class RatePoint:
-    week: dt.date
-    succeeded: int
-    failed: int
-    canceled: int
-
-    @property
-    def rate(self) -> float | None:
-        return success_rate(self.succeeded, self.failed)
-
-
-def success_per_week(runs: QuerySet[TrainingRun]) -> list[RatePoint]:
-    rows = (
-        runs.order_by()
-        .annotate(week=TruncWeek("created_at"))
-        .values("week")
-        .annotate(**_outcome_counts())
-        .order_by("week")
-    )
-    return [
-        RatePoint(_as_date(r["week"]), r["succeeded"], r["failed"], r["canceled"]) for r in rows
-    ]
 
 
 def duration_points(runs: QuerySet[TrainingRun], limit: int = SCATTER_LIMIT) -> list[dict]:
