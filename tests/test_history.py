@@ -448,3 +448,19 @@ def test_the_htmx_table_uses_few_queries(client, alice, known_runs):
         client.get(HISTORY, {"sort": "wall"}, headers=headers)
     # The session, the user and their team membership, then the page itself.
     assert len(queries) <= 4
+
+
+def test_the_filter_form_keeps_the_sort_chosen_in_the_table(client, staff, known_runs):
+    client.force_login(staff)
+    headers = {"HX-Request": "true", "HX-Target": "history-table"}
+    fragment = client.get(HISTORY, {"sort": "-queue"}, headers=headers).text
+    assert '<input type="hidden" name="sort" value="-queue" form="history-filters">' in fragment
+
+
+def test_a_person_in_no_team_sees_an_empty_history(client, django_user_model, known_runs):
+    loner = django_user_model.objects.create_user("loner")
+    client.force_login(loner)
+    response = client.get(HISTORY)
+    assert response.status_code == 200
+    assert response.context["page"].rows == []
+    assert "No runs match these filters." in response.text

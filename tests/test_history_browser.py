@@ -218,6 +218,14 @@ def test_the_history_page_with_charts_pages_and_sorts_in_place(
     assert page.evaluate("window.stillHere") is True
     assert page.locator("#history-table tbody tr").count() == 50
 
+    # Filtering afterwards reloads the page, keeping the sort picked in the table.
+    page.select_option("select[name=state]", "failed")
+    page.click("#history-filters button[type=submit]")
+    page.wait_for_url("**state=failed*")
+    assert "sort=-billed" in page.url
+    states = page.locator("#history-table tbody .state").all_inner_texts()
+    assert states and set(states) == {"Failed"}
+
 
 def test_a_comparison_of_three_runs(chromium, live_server, client, alice, dave):
     runs = compared_runs(alice, dave)
