@@ -27,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, scenario
+from training import access, budgets, scenario
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -203,7 +203,8 @@ def launch_run(
     """Store a new run in draft and enqueue its submission once the row is committed.
 
     A repeated idempotency key returns the run the first request made. Raises LaunchRefused
-    when the user has no team or the model is not open to their team.
+    when the user has no team, the model is not open to their team, or the quote would take
+    the team over its monthly CU budget (unless a lead overrides, see _check_budget).
     """
     if idempotency_key is not None:
         existing = _run_for_key(user, idempotency_key)
@@ -215,16 +216,19 @@ def launch_run(
     if not access.trainable_models(user).filter(pk=model.pk).exists():
         raise LaunchRefused(f"The model {model} is not open to {membership.team}.")
     try:
-        run = _create_draft(
-            user=user,
-            team=membership.team,
-            model=model,
-            parameters=parameters,
-            quote_cu_cost=quote_cost,
-            quote_cu_discount=quote_discount,
-            idempotency_key=idempotency_key,
-            budget_override=override_budget,
-        )
+        with transaction.atomic():
+            override_note = _check_budget(user, membership.team, quote_cost, override_budget)
+            run = _create_draft(
+                user=user,
+                team=membership.team,
+                model=model,
+                parameters=parameters,
+                quote_cu_cost=quote_cost,
+                quote_cu_discount=quote_discount,
+                idempotency_key=idempotency_key,
+                budget_override=bool(override_note),
+                message=f"Launched. {override_note}" if override_note else "Launched",
+            )
     except IntegrityError:
         # Two requests with one key raced; the other one's run is the launch.
         existing = _run_for_key(user, idempotency_key) if idempotency_key else None
@@ -242,7 +246,28 @@ def _run_for_key(user, key) -> TrainingRun | None:
     return run
 
 
-def _create_draft(*, user, model: ScenarioModel, **values) -> TrainingRun:
+def _check_budget(user, team: Team, quote_cost: float | None, override: bool) -> str:
+    """Refuse a launch past the team's monthly budget; return the audit note of an override.
+
+    Returns "" when the quote fits. A lead (or staff) who asked to override gets the note
+    that goes into the run's first RunEvent; anyone else is refused with the reason.
+    """
+    # Lock the team row until the run is stored: two launches at once must not both fit into
+    # the same remaining CU.
+    team = Team.objects.select_for_update().get(pk=team.pk)
+    refusal = budgets.check(team, quote_cost)
+    if refusal is None:
+        return ""
+    if not override:
+        raise LaunchRefused(refusal)
+    if not budgets.can_override(user, team):
+        raise LaunchRefused(f"Only a team lead can launch past the budget. {refusal}")
+    return budgets.override_note(user, team, quote_cost)
+
+
+def _create_draft(
+    *, user, model: ScenarioModel, message: str = "Launched", **values
+) -> TrainingRun:
     grace = timedelta(seconds=setting("SUBMIT_GRACE_SECONDS"))
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -254,7 +279,7 @@ def _create_draft(*, user, model: ScenarioModel, **values) -> TrainingRun:
             **values,
         )
         RunEvent.objects.create(
-            run=run, to_state=S.DRAFT, source=EventSource.USER, actor=user, message="Launched"
+            run=run, to_state=S.DRAFT, source=EventSource.USER, actor=user, message=message
         )
     return run
 

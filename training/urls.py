@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import launch, views
+from training import history, launch, views
 
 urlpatterns = [
     # Monitoring
@@ -23,4 +23,11 @@ urlpatterns += [
     path("launch/", launch.launch, name="launch"),
     path("launch/validate/", launch.launch_validate, name="launch_validate"),
     path("launch/refresh/", launch.launch_refresh, name="launch_refresh"),
+]
+
+# History
+urlpatterns += [
+    path("history/", history.history, name="history"),
+    path("history.csv", history.history_csv, name="history_csv"),
+    path("compare/", history.compare, name="compare"),
 ]

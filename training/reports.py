@@ -1,0 +1,710 @@
+"""History queries: filters from the URL, sorting, seek pagination, totals, breakdowns, series.
+
+Everything here works on a queryset the caller already narrowed with access.visible_runs, so a
+report can never show a run its reader may not see. Aggregates are computed by the database;
+only page-sized or chart-sized results reach Python.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import (
+    Aggregate,
+    Avg,
+    CharField,
+    Count,
+    F,
+    FloatField,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Concat, NullIf, Trim, TruncMonth, TruncWeek
+from django.utils import timezone
+
+from training.access import membership_of
+from training.models import EpochSample, Role, RunState, Team, TrainingRun
+
+PAGE_SIZE = 50
+SCATTER_LIMIT = 400
+# Beyond this many artists or types a weekly stack becomes unreadable: the rest are "Others".
+STACK_SERIES = 7
+# Success rate counts the runs that reached an outcome of their own: canceled runs were
+# somebody's decision, not a failed training, and active runs have no outcome yet.
+OUTCOME_STATES = (RunState.SUCCEEDED, RunState.FAILED)
+
+
+# --- expressions --------------------------------------------------------------------------
+
+
+class WallSeconds(Func):
+    """Seconds from launch (created_at) to the end of the run (finished_at); null while active."""
+
+    output_field = FloatField()
+
+    def __init__(self, **extra):
+        super().__init__(F("finished_at"), F("created_at"), **extra)
+
+    def as_sql(self, compiler, connection, **extra):
+        # SQLite keeps datetimes as text; julianday() turns them into days.
+        (lhs, rhs), params = self._compile_both(compiler)
+        return f"((julianday({lhs}) - julianday({rhs})) * 86400.0)", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        (lhs, rhs), params = self._compile_both(compiler)
+        return f"EXTRACT(EPOCH FROM ({lhs} - {rhs}))::double precision", params
+
+    def _compile_both(self, compiler):
+        sqls, params = [], []
+        for expression in self.get_source_expressions():
+            sql, expression_params = compiler.compile(expression)
+            sqls.append(sql)
+            params.extend(expression_params)
+        return sqls, params
+
+
+class PercentileCont(Aggregate):
+    """Postgres' continuous percentile: interpolates between the two nearest values."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction: float, **extra):
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+def artist_name():
+    """The name a person is shown by: their full name, else their username."""
+    full = Trim(
+        Concat(
+            "created_by__first_name",
+            Value(" "),
+            "created_by__last_name",
+            output_field=CharField(),
+        )
+    )
+    return Coalesce(NullIf(full, Value("")), F("created_by__username"), output_field=CharField())
+
+
+def epochs_count():
+    """Epochs a run reached: its last epoch's index + 1, or 0 before any sample.
+
+    A correlated subquery (no join multiplies the rows) that reads one entry of the
+    (run, epoch_index, prompt_index) unique index per run, so even sorting every run by it
+    stays affordable.
+    """
+    last = (
+        EpochSample.objects.filter(run=OuterRef("pk"))
+        .order_by("-epoch_index")
+        .values("epoch_index")[:1]
+    )
+    return Coalesce(Subquery(last, output_field=IntegerField()) + 1, Value(0))
+
+
+# --- filters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str
+    label: str
+    expression: object
+    kind: str  # "text", "number" or "datetime": how a cursor value is read back
+    nullable: bool = True
+    numeric: bool = False
+
+
+def _sorts() -> dict[str, Sort]:
+    return {
+        s.key: s
+        for s in [
+            Sort("model", "Model", F("model__name"), "text", nullable=False),
+            Sort("type", "Type", F("model_type"), "text", nullable=False),
+            Sort("artist", "Artist", artist_name(), "text", nullable=False),
+            Sort("team", "Team", F("team__name"), "text", nullable=False),
+            Sort("launched", "Launched", F("created_at"), "datetime", nullable=False),
+            Sort("queue", "Queue", F("queue_duration"), "number", numeric=True),
+            Sort("train", "Train", F("train_duration"), "number", numeric=True),
+            Sort("wall", "Wall time", WallSeconds(), "number", numeric=True),
+            Sort("state", "State", F("state"), "text", nullable=False),
+            Sort("quoted", "CU quoted", F("quote_cu_cost"), "number", numeric=True),
+            Sort("billed", "CU billed", F("cu_cost"), "number", numeric=True),
+            Sort("discount", "Discount", F("cu_discount"), "number", numeric=True),
+            Sort("epochs", "Epochs", epochs_count(), "number", nullable=False, numeric=True),
+        ]
+    }
+
+
+SORTS = _sorts()
+DEFAULT_SORT = "-launched"
+FILTER_NAMES = ("q", "team", "artist", "type", "state", "from", "to")
+
+
+@dataclass(frozen=True)
+class HistoryFilters:
+    """What the reader asked for in the URL, validated. Unknown or bad values are dropped."""
+
+    q: str = ""
+    team: int | None = None
+    artist: int | None = None
+    type: str = ""
+    state: str = ""
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    sort: str = DEFAULT_SORT
+    stack: str = "artist"  # how the weekly CU chart is split: "artist" or "type"
+    errors: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    @property
+    def active(self) -> bool:
+        return any(self.params().get(name) for name in FILTER_NAMES)
+
+    def params(self, **changes) -> dict[str, str]:
+        """The URL parameters for these filters, with changes; empty values are left out."""
+        values = {
+            "q": self.q,
+            "team": self.team or "",
+            "artist": self.artist or "",
+            "type": self.type,
+            "state": self.state,
+            "from": self.date_from.isoformat() if self.date_from else "",
+            "to": self.date_to.isoformat() if self.date_to else "",
+            "sort": "" if self.sort == DEFAULT_SORT else self.sort,
+            "stack": "" if self.stack == "artist" else self.stack,
+        }
+        values.update(changes)
+        return {k: str(v) for k, v in values.items() if v not in ("", None)}
+
+    def query(self, **changes) -> str:
+        return urlencode(self.params(**changes))
+
+
+def _int(raw: str) -> int | None:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _date(raw: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_filters(params: Mapping[str, str], user) -> HistoryFilters:
+    """Read filters from query parameters; say which ones were not understood."""
+    errors: dict[str, str] = {}
+    values: dict[str, object] = {"q": (params.get("q") or "").strip()[:200]}
+    for name in ("team", "artist"):
+        raw = params.get(name) or ""
+        values[name] = _int(raw)
+        if raw and values[name] is None:
+            errors[name] = f"Unknown {name}."
+    if values["team"] and not can_filter_by_team(user):
+        values["team"] = None
+    values["type"] = (params.get("type") or "").strip()[:60]
+    state = params.get("state") or ""
+    values["state"] = state if state in RunState.values else ""
+    if state and not values["state"]:
+        errors["state"] = "Unknown state."
+    for name, key in (("from", "date_from"), ("to", "date_to")):
+        raw = params.get(name) or ""
+        values[key] = _date(raw)
+        if raw and values[key] is None:
+            errors[name] = "Use a date like 2025-01-31."
+    sort = params.get("sort") or DEFAULT_SORT
+    values["sort"] = sort if sort.lstrip("-") in SORTS else DEFAULT_SORT
+    values["stack"] = "type" if params.get("stack") == "type" else "artist"
+    return HistoryFilters(**values, errors=errors)
+
+
+def can_filter_by_team(user) -> bool:
+    membership = membership_of(user)
+    return user.is_staff or (membership is not None and membership.role == Role.LEAD)
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def apply_filters(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> QuerySet[TrainingRun]:
+    if filters.q:
+        runs = runs.filter(model__name__icontains=filters.q)
+    if filters.team:
+        runs = runs.filter(team_id=filters.team)
+    if filters.artist:
+        runs = runs.filter(created_by_id=filters.artist)
+    if filters.type:
+        runs = runs.filter(model_type=filters.type)
+    if filters.state:
+        runs = runs.filter(state=filters.state)
+    if filters.date_from:
+        runs = runs.filter(created_at__gte=_day_start(filters.date_from))
+    if filters.date_to:
+        # Inclusive: the whole of the last day counts.
+        runs = runs.filter(created_at__lt=_day_start(filters.date_to + dt.timedelta(days=1)))
+    return runs
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    teams: list[Team]
+    artists: list[tuple[int, str]]
+    types: list[str]
+    states: list[tuple[str, str]]
+
+
+def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
+    """What the filter menus offer: only teams, people and types the reader can see."""
+    teams: list[Team] = []
+    if user.is_staff:
+        teams = list(Team.objects.order_by("name"))
+    elif can_filter_by_team(user):
+        teams = [membership_of(user).team]
+    people = (
+        get_user_model()
+        .objects.filter(pk__in=visible.order_by().values("created_by_id"))
+        .order_by("first_name", "last_name", "username")
+    )
+    artists = [(p.pk, p.get_full_name() or p.get_username()) for p in people]
+    types = list(visible.order_by("model_type").values_list("model_type", flat=True).distinct())
+    return FilterChoices(teams, artists, types, list(RunState.choices))
+
+
+# --- rows and seek pagination -------------------------------------------------------------
+
+
+def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
+    """Runs with the figures the history shows, in one query with the related names joined."""
+    return runs.select_related("model", "team").annotate(
+        artist=artist_name(), wall_seconds=WallSeconds(), epochs=epochs_count()
+    )
+
+
+# The table reads only these; leaving out the JSON columns keeps the rows a sort handles small.
+TABLE_FIELDS = (
+    "model_type", "state", "created_at", "finished_at", "queue_duration", "train_duration",
+    "quote_cu_cost", "cu_cost", "cu_discount", "model__name", "model__remote_id", "team__name",
+)  # fmt: skip
+
+
+def table_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
+    return history_rows(runs).only(*TABLE_FIELDS)
+
+
+def sorted_runs(runs: QuerySet[TrainingRun], filters: HistoryFilters, *, reverse=False):
+    """Order by the chosen column, nulls last, then by id so the order is total."""
+    sort = SORTS[filters.sort_key]
+    descending = filters.descending != reverse
+    # Reading a page backwards walks the same order in reverse, nulls included. A column that
+    # is never null gets no NULLS clause, so an index in the default order can serve the sort.
+    nulls = {}
+    if sort.nullable:
+        nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
+    value = F("sort_value")
+    ordering = value.desc(**nulls) if descending else value.asc(**nulls)
+    tie = F("pk").desc() if descending else F("pk").asc()
+    return runs.annotate(sort_value=sort.expression).order_by(ordering, tie)
+
+
+def encode_cursor(sort_key: str, value, pk: int) -> str:
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort_key, value, pk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, sort_key: str) -> tuple[object, int] | None:
+    """The (value, id) a cursor points at, or None when it is malformed or for another sort."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        key, value, pk = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if key != sort_key or not isinstance(pk, int):
+        return None
+    kind = SORTS[sort_key].kind
+    try:
+        if value is None:
+            return None, pk
+        if kind == "datetime":
+            return dt.datetime.fromisoformat(value), pk
+        if kind == "number":
+            return float(value), pk
+        return str(value), pk
+    except (TypeError, ValueError):
+        return None
+
+
+def _seek(value, pk: int, *, forward_is_greater: bool, nullable: bool, after: bool) -> Q:
+    """Rows strictly after (or before) the row (value, pk) in an order that puts nulls last."""
+    gt, lt = ("gt", "lt") if forward_is_greater else ("lt", "gt")
+    op, op_eq, id_op = (gt, f"{gt}e", gt) if after else (lt, f"{lt}e", lt)
+    if value is None:
+        same_null = Q(sort_value__isnull=True, **{f"pk__{id_op}": pk})
+        return same_null if after else Q(sort_value__isnull=False) | same_null
+    # "v >= x and (v > x or id > pk)" lets an index on the column serve the range.
+    beyond = Q(**{f"sort_value__{op_eq}": value}) & (
+        Q(**{f"sort_value__{op}": value}) | Q(**{f"pk__{id_op}": pk})
+    )
+    if after and nullable:
+        return beyond | Q(sort_value__isnull=True)
+    return beyond
+
+
+@dataclass
+class Page:
+    rows: list[TrainingRun]
+    has_next: bool
+    has_previous: bool
+    next_cursor: str = ""
+    previous_cursor: str = ""
+
+
+def page_of(
+    runs: QuerySet[TrainingRun],
+    filters: HistoryFilters,
+    *,
+    after: str = "",
+    before: str = "",
+    last: bool = False,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """One page by seeking from a cursor: as fast on page 2,000 as on page 1."""
+    sort = SORTS[filters.sort_key]
+    asc = not filters.descending
+    start = decode_cursor(after, sort.key) if after else None
+    end = decode_cursor(before, sort.key) if before and start is None else None
+    backwards = end is not None or (last and start is None)
+    ordered = sorted_runs(runs, filters, reverse=backwards)
+    if start is not None:
+        ordered = ordered.filter(
+            _seek(*start, forward_is_greater=asc, nullable=sort.nullable, after=True)
+        )
+    elif end is not None:
+        ordered = ordered.filter(
+            _seek(*end, forward_is_greater=asc, nullable=sort.nullable, after=False)
+        )
+    rows = list(ordered[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+        page = Page(rows, has_next=end is not None, has_previous=more)
+    else:
+        page = Page(rows, has_next=more, has_previous=start is not None)
+    if rows:
+        first, final = rows[0], rows[-1]
+        page.previous_cursor = encode_cursor(sort.key, first.sort_value, first.pk)
+        page.next_cursor = encode_cursor(sort.key, final.sort_value, final.pk)
+    return page
+
+
+# --- totals and breakdowns ----------------------------------------------------------------
+
+
+def _outcome_counts() -> dict[str, Count]:
+    return {
+        "succeeded": Count("pk", filter=Q(state=RunState.SUCCEEDED)),
+        "failed": Count("pk", filter=Q(state=RunState.FAILED)),
+        "canceled": Count("pk", filter=Q(state=RunState.CANCELED)),
+    }
+
+
+def success_rate(succeeded: int, failed: int) -> float | None:
+    """Succeeded ÷ (succeeded + failed), or None when no run reached an outcome."""
+    outcomes = succeeded + failed
+    return succeeded / outcomes if outcomes else None
+
+
+def percentiles(runs: QuerySet, fields: list[str], fraction: float, counts: dict) -> dict:
+    """The continuous percentile of each field over non-null values, as percentile_cont has it.
+
+    Postgres computes it in one aggregate. Elsewhere the same interpolation is done from the
+    two values around the rank, fetched by an ordered OFFSET per field; `counts` holds the
+    number of non-null values of each field, which the caller already aggregated.
+    """
+    runs = runs.order_by()
+    if connection.vendor == "postgresql":
+        return runs.aggregate(**{name: PercentileCont(name, fraction) for name in fields})
+    result: dict[str, float | None] = {}
+    for name in fields:
+        n = counts[name]
+        if not n:
+            result[name] = None
+            continue
+        rank = fraction * (n - 1)
+        low = math.floor(rank)
+        values = list(
+            runs.filter(**{f"{name}__isnull": False})
+            .order_by(name)
+            .values_list(name, flat=True)[low : low + 2]
+        )
+        upper = values[1] if len(values) > 1 else values[0]
+        result[name] = values[0] + (upper - values[0]) * (rank - low)
+    return result
+
+
+@dataclass(frozen=True)
+class Totals:
+    runs: int
+    succeeded: int
+    failed: int
+    canceled: int
+    cu_spent: float
+    cu_quoted: float
+    queue_mean: float | None
+    queue_p90: float | None
+    train_mean: float | None
+    train_p90: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return success_rate(self.succeeded, self.failed)
+
+
+def totals(runs: QuerySet[TrainingRun]) -> Totals:
+    """Totals for the filtered set, in two queries (three on SQLite) whatever its size."""
+    row = runs.order_by().aggregate(
+        runs=Count("pk"),
+        **_outcome_counts(),
+        cu_spent=Coalesce(Sum("cu_cost"), 0.0),
+        cu_quoted=Coalesce(Sum("quote_cu_cost"), 0.0),
+        queue_mean=Avg("queue_duration"),
+        train_mean=Avg("train_duration"),
+        queue_n=Count("queue_duration"),
+        train_n=Count("train_duration"),
+    )
+    counts = {"queue_duration": row.pop("queue_n"), "train_duration": row.pop("train_n")}
+    p90 = percentiles(runs, list(counts), 0.9, counts)
+    return Totals(**row, queue_p90=p90["queue_duration"], train_p90=p90["train_duration"])
+
+
+def _breakdown_aggregates() -> dict:
+    return {
+        "runs": Count("pk"),
+        **_outcome_counts(),
+        "cu_spent": Coalesce(Sum("cu_cost"), 0.0),
+        "queue_mean": Avg("queue_duration"),
+        "train_mean": Avg("train_duration"),
+    }
+
+
+def _with_rate(rows) -> list[dict]:
+    rows = list(rows)
+    for row in rows:
+        row["success_rate"] = success_rate(row["succeeded"], row["failed"])
+    return rows
+
+
+def names_of(user_ids) -> dict[int, str]:
+    """Display names (full name, else username) of people, in one query.
+
+    Grouping by the id and naming afterwards keeps the user join and the name expression
+    out of aggregates over many runs.
+    """
+    people = get_user_model().objects.filter(pk__in=set(user_ids))
+    return {p.pk: p.get_full_name() or p.get_username() for p in people}
+
+
+def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
+    """One row per artist: runs, outcomes, CU spent and mean durations; biggest spender first."""
+    rows = list(runs.order_by().values("created_by_id").annotate(**_breakdown_aggregates()))
+    names = names_of(row["created_by_id"] for row in rows)
+    for row in rows:
+        row["artist"] = names.get(row["created_by_id"], "?")
+    rows.sort(key=lambda row: (-row["cu_spent"], row["artist"]))
+    return _with_rate(rows)
+
+
+def by_month(runs: QuerySet[TrainingRun]) -> list[dict]:
+    """One row per calendar month of launch, newest first."""
+    rows = (
+        runs.order_by()
+        .annotate(month=TruncMonth("created_at"))
+        .values("month")
+        .annotate(**_breakdown_aggregates())
+        .order_by("-month")
+    )
+    return _with_rate(rows)
+
+
+# --- chart series -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackedSeries:
+    weeks: list[dt.date]
+    keys: list[str]
+    values: dict[str, list[float]]  # key -> one value per week
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    week: dt.date
+    succeeded: int
+    failed: int
+    canceled: int
+
+    @property
+    def rate(self) -> float | None:
+        return success_rate(self.succeeded, self.failed)
+
+
+def weekly(runs: QuerySet[TrainingRun], stack: str) -> tuple[StackedSeries, list[RatePoint]]:
+    """Both weekly charts from one grouped query: CU by artist or type, and outcomes."""
+    key = "created_by_id" if stack == "artist" else "model_type"
+    rows = list(
+        runs.order_by()
+        .annotate(week=TruncWeek("created_at"))
+        .values("week", key)
+        .annotate(cu=Sum("cu_cost"), **_outcome_counts())
+        .order_by("week")
+    )
+    names = names_of(row[key] for row in rows) if stack == "artist" else {}
+    billed = [
+        {"week": row["week"], "key": names.get(row[key], row[key]), "cu": row["cu"]}
+        for row in rows
+        if row["cu"] is not None
+    ]
+    outcomes: dict[dt.date, list[int]] = {}
+    for row in rows:
+        counts = outcomes.setdefault(_as_date(row["week"]), [0, 0, 0])
+        for i, state in enumerate(("succeeded", "failed", "canceled")):
+            counts[i] += row[state]
+    points = [RatePoint(week, *counts) for week, counts in sorted(outcomes.items())]
+    return _stack(billed), points
+
+
+def cu_per_week(runs: QuerySet[TrainingRun], stack: str) -> StackedSeries:
+    """CU billed per week of launch, split by artist or by model type."""
+    return weekly(runs, stack)[0]
+
+
+def success_per_week(runs: QuerySet[TrainingRun]) -> list[RatePoint]:
+    """Succeeded, failed and canceled runs per week of launch."""
+    return weekly(runs, "type")[1]
+
+
+def _stack(rows: list[dict]) -> StackedSeries:
+    weeks = sorted({_as_date(r["week"]) for r in rows})
+    by_key: dict[str, float] = {}
+    for r in rows:
+        by_key[r["key"]] = by_key.get(r["key"], 0.0) + r["cu"]
+    ranked = sorted(by_key, key=lambda k: (-by_key[k], k))
+    keys = ranked[:STACK_SERIES]
+    if len(ranked) > STACK_SERIES:
+        keys.append("Others")
+    index = {week: i for i, week in enumerate(weeks)}
+    values = {key: [0.0] * len(weeks) for key in keys}
+    for r in rows:
+        key = r["key"] if r["key"] in values else "Others"
+        values[key][index[_as_date(r["week"])]] += r["cu"]
+    return StackedSeries(weeks, keys, values)
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return timezone.localtime(value).date() if timezone.is_aware(value) else value.date()
+    return value
+
+
+def duration_points(runs: QuerySet[TrainingRun], limit: int = SCATTER_LIMIT) -> list[dict]:
+    """Queue and train seconds of the most recent runs that have both, for a scatter plot."""
+    return list(
+        runs.filter(queue_duration__isnull=False, train_duration__isnull=False)
+        .order_by("-created_at", "-pk")
+        .values("pk", "queue_duration", "train_duration", "state", "model__name")[:limit]
+    )
+
+
+# --- CSV ----------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "id",
+    "model",
+    "model_id",
+    "type",
+    "artist",
+    "team",
+    "launched_at",
+    "queue_seconds",
+    "train_seconds",
+    "wall_seconds",
+    "state",
+    "cu_quoted",
+    "cu_billed",
+    "cu_discount",
+    "epochs",
+    "finished_at",
+]
+
+
+def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[tuple]:
+    """Every filtered run as a tuple, streamed from the database in chunks."""
+    ordered = sorted_runs(runs, filters).annotate(
+        artist_label=artist_name(), wall=WallSeconds(), epochs_n=epochs_count()
+    )
+    columns = ordered.values_list(
+        "pk",
+        "model__name",
+        "model__remote_id",
+        "model_type",
+        "artist_label",
+        "team__name",
+        "created_at",
+        "queue_duration",
+        "train_duration",
+        "wall",
+        "state",
+        "quote_cu_cost",
+        "cu_cost",
+        "cu_discount",
+        "epochs_n",
+        "finished_at",
+    )
+    for row in columns.iterator(chunk_size=2000):
+        yield tuple(_csv_value(v) for v in row)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
