@@ -60,6 +60,11 @@ class Command(BaseCommand):
             raise CommandError(
                 "The demo needs the simulator: unset SCENARIO_SIMULATOR or set it to true."
             )
+        # Ctrl-C and a plain `kill` both stop everything, even when started from a script
+        # that ignores SIGINT for background jobs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        point_at_own_simulator(port)
         call_command("migrate", interactive=False, verbosity=0)
         first_start = not no_seed and seed_people()
         processes = start_processes(port)
@@ -74,6 +79,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan them
             stop(processes)
 
     def print_welcome(self, base: str) -> None:
@@ -85,6 +91,13 @@ class Command(BaseCommand):
         for team, username, name, role in DEMO_PEOPLE:
             out.write(f"  {username:<8} {name:<14} {role.label.lower():<7} {team}")
         out.write("Press Ctrl-C to stop.\n")
+
+
+def point_at_own_simulator(port: int) -> None:
+    """Make this process and its children call the simulator on the port being served."""
+    os.environ["DASHBOARD_PORT"] = str(port)
+    if "SCENARIO_API_URL" not in os.environ:
+        settings.SCENARIO_API_URL = f"http://127.0.0.1:{port}/sim/v1"
 
 
 @transaction.atomic
@@ -123,7 +136,7 @@ def sync_model_list(stderr) -> None:
 
 
 def start_processes(port: int) -> dict[str, subprocess.Popen]:
-    env = {**os.environ, "DASHBOARD_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "dashboard"]
     commands = {

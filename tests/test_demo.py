@@ -1,0 +1,117 @@
+"""The README's first command, run as a newcomer would: embedded, with nothing else running."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Demo:
+    def __init__(self, data_dir: Path, port: int):
+        # Embedded, as on a laptop: no Postgres or Redis even when the suite runs on them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
+        env.update(DASHBOARD_DATA_DIR=str(data_dir), SIMULATOR_TIME_SCALE="200")
+        env.pop("SCENARIO_API_URL", None)
+        self.log = data_dir / f"demo-{time.monotonic_ns()}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for(self, pattern: str, seconds: float = 90) -> re.Match:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output())
+            if match:
+                return match
+            assert self.process.poll() is None, self.output()[-3000:]
+            time.sleep(0.25)
+        pytest.fail(f"demo never printed {pattern!r}:\n{self.output()[-3000:]}")
+
+    def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+
+def child_pids(data_dir: Path) -> list[str]:
+    found = subprocess.run(
+        ["pgrep", "-f", "celery -A dashboard|runserver"], capture_output=True, text=True
+    ).stdout.split()
+    ours = []
+    for pid in found:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if f"DASHBOARD_DATA_DIR={data_dir}".encode() in environ:
+            ours.append(pid)
+    return ours
+
+
+def test_demo_serves_the_app_and_simulator_runs_workers_and_stops_cleanly(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    demo = Demo(tmp_path, port)
+    try:
+        demo.wait_for(r"Training dashboard: http://127\.0\.0\.1:\d+/")
+        output = demo.output()
+        assert "alice" in output and "demo-pass-123" in output
+        assert "Could not sync" not in output
+
+        assert requests.get(f"{base}/login/", timeout=5).status_code == 200
+        assert requests.get(f"{base}/sim/v1/models", timeout=5).status_code == 401
+        models = requests.get(
+            f"{base}/sim/v1/models", auth=("demo-key", "demo-secret"), timeout=5
+        ).json()["models"]
+        assert {"flux.1-lora", "elevenlabs-voice"} <= {m["type"] for m in models}
+        # Beat schedules the sweep and the worker runs it: both processes are alive and wired.
+        demo.wait_for(r"Task training\.tasks\.sweep\[[^\]]+\] succeeded")
+    finally:
+        exit_code = demo.interrupt()
+    assert exit_code == 0, demo.output()[-3000:]
+    assert child_pids(tmp_path) == []
+
+
+def test_a_second_start_reuses_the_data(tmp_path):
+    port = free_port()
+    first = Demo(tmp_path, port)
+    first.wait_for(r"Training dashboard:")
+    first.interrupt()
+
+    second = Demo(tmp_path, port)
+    try:
+        second.wait_for(r"Training dashboard:")
+        models = requests.get(
+            f"http://127.0.0.1:{port}/sim/v1/models",
+            auth=("demo-key", "demo-secret"),
+            params={"pageSize": 100},
+            timeout=5,
+        ).json()["models"]
+    finally:
+        second.interrupt()
+    names = [m["name"] for m in models]
+    assert len(names) == len(set(names)), "the second start seeded the models again"
+    assert "Flux portrait v3" in names
