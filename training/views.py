@@ -1,9 +1,647 @@
+"""The pages people watch: the dashboard, a run's page with its live fragments, and cancel.
+
+Views read the database only; the worker keeps it current. The one exception is "Use this
+epoch", which asks Scenario to change the model and says so in words when it cannot.
+
+Each live piece is a named partial of its page. A refresh costs at most three queries
+whatever the number of runs or epochs: the session, the user, and one query that reads
+everything the fragment shows, access check included.
+"""
+
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from training import access, params, services
+from training.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    EpochSample,
+    Membership,
+    RunEvent,
+    RunState,
+    TrainingRun,
+)
+from training.scenario import ScenarioClient, ScenarioError
+from training.templatetags.monitoring import person
+
+RECENTLY_FINISHED = 10
+CANCELABLE_STATES = frozenset(
+    {RunState.DRAFT, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
+)
+# Scenario job statuses, grouped by the stage of the timeline they belong to.
+JOB_STARTING = frozenset({"warming-up", "pending"})
+JOB_RUNNING = frozenset({"in-progress", "finalizing"})
+JOB_FINAL = frozenset({"success", "failure", "canceled"})
+STAGES = ("launched", "queued", "starting", "running", "finished")
+STAGE_LABELS = {
+    "launched": "Launched",
+    "queued": "Queued",
+    "starting": "Starting",
+    "running": "Training",
+    "finished": "Finished",
+}
+FINAL_LABELS = {
+    RunState.SUCCEEDED: "Finished",
+    RunState.FAILED: "Failed",
+    RunState.CANCELED: "Canceled",
+}
+
+
+# --- Access in one query -------------------------------------------------------------------
+
+
+def _runs_seen_by(user) -> QuerySet[TrainingRun]:
+    """access.visible_runs as one SQL condition, so a refresh spends no query on membership."""
+    runs = TrainingRun.objects.all()
+    if user.is_staff:
+        return runs
+    return runs.filter(team__memberships__user=user)
+
+
+def _with_viewer(runs: QuerySet[TrainingRun], user) -> QuerySet[TrainingRun]:
+    """Read the viewer's membership of each run's team along with the run."""
+    mine = Membership.objects.filter(user_id=user.pk, team_id=OuterRef("team_id"))
+    return runs.annotate(
+        viewer_membership_id=Subquery(mine.values("pk")[:1]),
+        viewer_role=Subquery(mine.values("role")[:1]),
+    )
+
+
+def _remember_membership(user, run) -> None:
+    """Hand access.can_cancel the membership the run query already read (no second query)."""
+    if getattr(run, "viewer_membership_id", None) is not None:
+        user.membership = Membership(
+            pk=run.viewer_membership_id, team_id=run.team_id, role=run.viewer_role
+        )
+
+
+def _may_manage(user, run) -> bool:
+    """Cancel and "Use this epoch" follow one rule: staff, the team's lead, or the author."""
+    return access.can_cancel(user, run)
+
+
+# --- Rendering fragments -------------------------------------------------------------------
+
+
+def live_fragment(page: str):
+    """Guard a fragment view: signed-in users only; a plain visit (no htmx) goes to its page.
+
+    An expired session inside a page would otherwise swap the login form into a fragment.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            page_url = reverse(page, kwargs=kwargs)
+            if not request.user.is_authenticated:
+                login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': page_url})}"
+                return HttpResponseClientRedirect(login) if request.htmx else redirect(login)
+            if not request.htmx:
+                return redirect(page_url)
+            return view(request, *args, **kwargs)
+
+        return require_GET(wrapper)
+
+    return decorate
+
+
+def _fragment(request, template: str, context: dict) -> HttpResponse:
+    """Render a partial without context processors: they would spend a query on membership."""
+    context = {
+        "csrf_token": get_token(request),
+        "request": request,
+        "user": request.user,
+        "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
+        **context,
+    }
+    return HttpResponse(render_to_string(template, context))
+
+
+def _unchanged() -> HttpResponse:
+    """Nothing changed since the client's token: no body, nothing to swap."""
+    response = HttpResponse(status=204)
+    response["HX-Reswap"] = "none"
+    return response
+
+
+# --- Time and numbers ----------------------------------------------------------------------
+
+
+def _us(moment: datetime | None) -> int:
+    if moment is None:
+        return 0
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def _from_us(raw: str | None) -> datetime | None:
+    try:
+        value = int(raw or "")
+    except ValueError:
+        return None
+    seconds, micros = divmod(value, 1_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
+
+
+def _parse_date(raw) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
+
+
+def _ids(raw: str | None) -> list[int]:
+    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()][:200]
+
+
+def _remaining_ms(run, now: datetime) -> int | None:
+    """Scenario's remaining time, less what has passed since it was read."""
+    if run.remaining_ms is None or run.state not in (RunState.QUEUED, RunState.RUNNING):
+        return None
+    seen = run.last_polled_at or run.updated_at
+    elapsed = int((now - seen).total_seconds() * 1000) if seen else 0
+    return max(0, run.remaining_ms - max(0, elapsed))
+
+
+def _epoch_count(run) -> int | None:
+    """Epochs a finished run produced: its samples say, else its parameters."""
+    if getattr(run, "newest_epoch", None) is not None:
+        return run.newest_epoch + 1
+    try:
+        return params.epochs_for(run.model_type, run.parameters)
+    except ValueError:  # a model type the table no longer knows
+        return None
+
+
+def _finished_message(run) -> str:
+    name = run.model.name or run.model.remote_id
+    if run.state == RunState.FAILED:
+        return f"{name} failed"
+    if run.state == RunState.CANCELED:
+        return f"{name} was canceled"
+    epochs = _epoch_count(run)
+    if not epochs:
+        return f"{name} finished"
+    return f"{name} finished, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def _newest_sample() -> QuerySet[EpochSample]:
+    return EpochSample.objects.filter(run=OuterRef("pk")).order_by("-epoch_index", "prompt_index")
+
+
+def _count_of(model, **filters) -> Coalesce:
+    """A correlated COUNT(*) subquery: one number per run, still one query for the page."""
+    counted = (
+        model.objects.filter(**filters).order_by().values("run").annotate(n=Count("pk")).values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+# --- Dashboard -----------------------------------------------------------------------------
+
+
+def _board(user, shown: list[int] | tuple = ()) -> dict:
+    """The team's active runs and the last finished ones, in one query.
+
+    `shown` are the runs the client lists as active: those that have finished since come
+    back too, so the refresh can say so in a toast.
+    """
+    seen = _runs_seen_by(user)
+    finished = Coalesce("finished_at", "updated_at")
+    recent = (seen.filter(state__in=FINAL_STATES).order_by(finished.desc(), "-pk").values("pk"))[
+        :RECENTLY_FINISHED
+    ]
+    rows = list(
+        seen.filter(Q(state__in=ACTIVE_STATES) | Q(pk__in=recent) | Q(pk__in=list(shown)))
+        .select_related("model", "created_by")
+        .annotate(
+            newest_epoch=Subquery(_newest_sample().values("epoch_index")[:1]),
+            thumbnail=Subquery(_newest_sample().values("url")[:1]),
+            finished_or_updated=finished,
+        )
+        .order_by("-created_at", "-pk")
+    )
+    active = [run for run in rows if run.state in ACTIVE_STATES]
+    done = sorted(
+        (run for run in rows if run.state in FINAL_STATES),
+        key=lambda run: (run.finished_or_updated, run.pk),
+        reverse=True,
+    )
+    now = timezone.now()
+    for run in active:
+        run.remaining_now_ms = _remaining_ms(run, now)
+    # New samples do not touch updated_at, but they change the card's thumbnail.
+    signature = ";".join(
+        f"{run.pk}:{_us(run.updated_at)}:{run.state}:{run.newest_epoch}" for run in rows
+    )
+    return {
+        "active": active,
+        "recent": done[:RECENTLY_FINISHED],
+        "finished_now": [run for run in done if run.pk in set(shown)],
+        "active_ids": ",".join(str(run.pk) for run in active),
+        "token": hashlib.sha1(signature.encode()).hexdigest()[:16],
+    }
 
 
 @login_required
+@require_GET
 def home(request):
-    return render(request, "training/home.html", {})
+    board = _board(request.user)
+    # This page says "finished" itself, from its own refresh: no second watcher.
+    return render(request, "training/home.html", {**board, "hide_finished_watch": True})
+
+
+@live_fragment("home")
+def home_board(request):
+    board = _board(request.user, _ids(request.GET.get("ids")))
+    if request.GET.get("token") == board["token"]:
+        return _unchanged()
+    response = _fragment(request, "training/home.html#board", board)
+    if board["finished_now"]:
+        messages_ = [_finished_message(run) for run in board["finished_now"]]
+        trigger_client_event(response, "run-finished", {"messages": messages_})
+    return response
+
+
+@live_fragment("home")
+def runs_finished(request):
+    """The page-independent watcher: toasts for the runs that finished since `since`."""
+    since = _from_us(request.GET.get("since")) or timezone.now()
+    runs = list(
+        _runs_seen_by(request.user)
+        .filter(state__in=FINAL_STATES, finished_at__gt=since)
+        .select_related("model")
+        .annotate(newest_epoch=Subquery(_newest_sample().values("epoch_index")[:1]))
+        .order_by("finished_at", "pk")[:10]
+    )
+    if not runs:
+        return _unchanged()
+    response = _fragment(
+        request, "training/finished_watch.html", {"since_us": _us(runs[-1].finished_at)}
+    )
+    messages_ = [_finished_message(run) for run in runs]
+    return trigger_client_event(response, "run-finished", {"messages": messages_})
+
+
+# --- Run page: the live panel --------------------------------------------------------------
+
+
+def _history(run) -> list[tuple[datetime, str]]:
+    """The job's status history, oldest first, with real dates."""
+    entries = []
+    for entry in run.status_history or []:
+        if isinstance(entry, dict):
+            at = _parse_date(entry.get("date"))
+            if at is not None:
+                entries.append((at, str(entry.get("status", ""))))
+    return sorted(entries, key=lambda pair: pair[0])
+
+
+def _current_stage(run, history) -> int:
+    """Where an unfinished run is on the timeline, from Scenario's stage or the job's."""
+    latest = history[-1][1] if history else ""
+    if run.stage == "running-train" or latest in JOB_RUNNING or run.state == RunState.RUNNING:
+        return 3
+    if run.stage == "starting-train" or latest in JOB_STARTING:
+        return 2
+    if run.state in (RunState.DRAFT, RunState.SUBMITTING) and not run.job_id:
+        return 0
+    return 1
+
+
+def _timeline(run) -> list[dict]:
+    """Launched → queued → starting → training → finished, with the time of each step seen."""
+    history = _history(run)
+
+    def first(statuses):
+        return next((at for at, status in history if status in statuses), None)
+
+    times = {
+        "launched": run.created_at,
+        "queued": first({"queued"}) or run.submitted_at,
+        "starting": first(JOB_STARTING),
+        "running": first(JOB_RUNNING) or run.train_started_at,
+        "finished": run.finished_at or first(JOB_FINAL) or run.train_ended_at,
+    }
+    final = run.state in FINAL_STATES
+    current = len(STAGES) - 1 if final else _current_stage(run, history)
+    steps = []
+    for index, key in enumerate(STAGES):
+        label = FINAL_LABELS.get(run.state, STAGE_LABELS[key]) if key == "finished" else None
+        if final:
+            status = "done" if times[key] or key in ("launched", "finished") else "skipped"
+        else:
+            status = "done" if index < current else "current" if index == current else "todo"
+        steps.append(
+            {
+                "key": key,
+                "label": label or STAGE_LABELS[key],
+                "at": times[key] if status in ("done", "current") else None,
+                "status": status,
+            }
+        )
+    return steps
+
+
+def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
+    now = timezone.now()
+    return {
+        "run": run,
+        "who": person(run.created_by),
+        "final": run.state in FINAL_STATES,
+        "may_cancel": run.state in CANCELABLE_STATES and _may_manage(user, run),
+        "timeline": _timeline(run),
+        "history": _history(run),
+        "remaining_now_ms": _remaining_ms(run, now),
+        "queued": run.state == RunState.QUEUED and run.stage in ("", "queued-for-train"),
+        "live_token": str(_us(run.updated_at)),
+        "sample_count": sample_count,
+        "event_count": event_count,
+    }
+
+
+def _live_run(user, pk) -> TrainingRun:
+    """The run with everything its live panel shows, in one query; 404 when not visible."""
+    runs = _with_viewer(_runs_seen_by(user), user).select_related("model", "created_by")
+    runs = runs.annotate(
+        sample_count=_count_of(EpochSample, run=OuterRef("pk")),
+        event_count=_count_of(RunEvent, run=OuterRef("pk")),
+    )
+    try:
+        run = runs.get(pk=pk)
+    except TrainingRun.DoesNotExist:
+        raise Http404("No such run") from None
+    _remember_membership(user, run)
+    return run
+
+
+def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
+    run = _live_run(request.user, pk)
+    context = _live_context(
+        request.user, run, sample_count=run.sample_count, event_count=run.event_count
+    )
+    query = request.GET
+    if not force_events and (
+        query.get("token") == context["live_token"]
+        and query.get("samples") == str(run.sample_count)
+        and query.get("events") == str(run.event_count)
+    ):
+        return _unchanged()
+    response = _fragment(request, "training/run_detail.html#live", context)
+    # The grid and the audit trail reload only when their rows changed.
+    if query.get("samples") != str(run.sample_count):
+        trigger_client_event(response, "samples-changed")
+    if "trail-changed" in force_events or query.get("events") != str(run.event_count):
+        trigger_client_event(response, "trail-changed")
+    return response
+
+
+@live_fragment("run_detail")
+def run_live(request, pk):
+    return _live_response(request, pk)
+
+
+# --- Run page: epoch samples and the audit trail --------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrailEntry:
+    at: datetime
+    from_state: str
+    to_state: str
+    source: str
+    who: str
+    message: str
+
+
+def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
+    """Samples as rows of epochs and columns of prompts; a missing image is None."""
+    prompts: dict[int, str] = {}
+    for index, prompt in enumerate((parameters or {}).get("samplePrompts") or []):
+        prompts[index] = str(prompt)
+    epochs: dict[int, dict] = {}
+    for sample in samples:
+        prompts[sample.prompt_index] = sample.prompt or prompts.get(sample.prompt_index, "")
+        row = epochs.setdefault(
+            sample.epoch_index,
+            {"number": sample.epoch_index + 1, "epoch": sample.epoch, "cells": {}},
+        )
+        row["cells"][sample.prompt_index] = sample
+    columns = sorted(prompts)
+    rows = [
+        {**row, "cells": [row["cells"].get(column) for column in columns]}
+        for _, row in sorted(epochs.items())
+    ]
+    return {"prompts": [prompts[column] for column in columns], "epoch_rows": rows}
+
+
+def _run_and_rows(user, pk, relation: str, fields: tuple[str, ...], order: tuple[str, ...]):
+    """A run and its rows of one relation in one query (a LEFT JOIN), or 404.
+
+    Rows come back as dicts of the relation's fields; a run without any gives [].
+    """
+    run_fields = ("pk", "state", "team_id", "created_by_id", "model_type", "parameters")
+    joined = tuple(f"{relation}__{field}" for field in fields)
+    values = list(
+        _with_viewer(_runs_seen_by(user).filter(pk=pk), user)
+        .values(*run_fields, "viewer_membership_id", "viewer_role", *joined)
+        .order_by(*(f"{relation}__{field}" for field in order))
+    )
+    if not values:
+        raise Http404("No such run")
+    first = values[0]
+    run = TrainingRun(**{field: first[field] for field in run_fields})
+    run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
+    _remember_membership(user, run)
+    rows = [
+        {field: row[f"{relation}__{field}"] for field in fields}
+        for row in values
+        if row[f"{relation}__id"] is not None
+    ]
+    return run, rows
+
+
+def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
+    return {
+        "run": run,
+        "final": run.state in FINAL_STATES,
+        "may_use_epoch": run.state == RunState.SUCCEEDED and _may_manage(user, run),
+        **_sample_grid(samples, run.parameters),
+        **extra,
+    }
+
+
+def _samples_response(request, pk, **extra) -> HttpResponse:
+    fields = ("id", "epoch", "epoch_index", "prompt_index", "prompt", "asset_id", "url")
+    run, rows = _run_and_rows(
+        request.user, pk, "samples", fields, order=("epoch_index", "prompt_index")
+    )
+    samples = [EpochSample(run_id=run.pk, **row) for row in rows]
+    context = _samples_context(request.user, run, samples, **extra)
+    return _fragment(request, "training/run_detail.html#samples", context)
+
+
+@live_fragment("run_detail")
+def run_samples(request, pk):
+    return _samples_response(request, pk)
+
+
+def _trail_entries(rows: list[dict]) -> list[TrailEntry]:
+    """Rows of RunEvent (TRAIL_FIELDS) as lines of the audit trail, naming who asked."""
+    entries = []
+    for row in rows:
+        name = f"{row['actor__first_name'] or ''} {row['actor__last_name'] or ''}".strip()
+        who = name or row["actor__username"] or SOURCE_NAMES.get(row["source"], "System")
+        entries.append(
+            TrailEntry(
+                row["at"], row["from_state"], row["to_state"], row["source"], who, row["message"]
+            )
+        )
+    return entries
+
+
+SOURCE_NAMES = {"worker": "The worker", "sweep": "The sweep"}
+TRAIL_FIELDS = (
+    "id",
+    "at",
+    "from_state",
+    "to_state",
+    "source",
+    "message",
+    "actor__username",
+    "actor__first_name",
+    "actor__last_name",
+)
+
+
+@live_fragment("run_detail")
+def run_trail(request, pk):
+    run, rows = _run_and_rows(request.user, pk, "events", TRAIL_FIELDS, order=("at", "id"))
+    context = {"run": run, "final": run.state in FINAL_STATES, "trail": _trail_entries(rows)}
+    return _fragment(request, "training/run_detail.html#trail", context)
+
+
+# --- Run page ------------------------------------------------------------------------------
+
+
+def _display(value) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list | tuple):
+        return "\n".join(_display(item) for item in value)
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def _parameter_rows(run) -> list[dict]:
+    """The run's parameters in the form's words, each marked when it differs from the default.
+
+    Secret values (an API key for an experiment tracker) are never shown, only that one was set.
+    """
+    fields, defaults = {}, None
+    try:
+        fields = {field.name: field for field in params.fields_for(run.model_type)}
+        defaults = params.defaults_for(run.model_type, run.model.training_images_number)
+    except ValueError:  # a model type the table no longer knows: no defaults to compare with
+        pass
+    rows = []
+    for name, value in sorted((run.parameters or {}).items()):
+        field = fields.get(name)
+        known = defaults is not None
+        secret = getattr(field, "secret", False)
+        rows.append(
+            {
+                "name": name,
+                "label": field.label if field else name,
+                "value": "(set, hidden)" if secret and value else _display(value),
+                "default": _display(defaults[name]) if known and name in defaults else "",
+                "changed": known and (name not in defaults or defaults[name] != value),
+            }
+        )
+    return rows
+
+
+@login_required
+@require_GET
+def run_detail(request, pk):
+    run = access.get_run_for_user(request.user, pk)
+    samples = list(run.samples.all())
+    events = list(run.events.values(*TRAIL_FIELDS))
+    context = {
+        **_live_context(request.user, run, sample_count=len(samples), event_count=len(events)),
+        **_samples_context(request.user, run, samples),
+        "trail": _trail_entries(events),
+        "parameters": _parameter_rows(run),
+        "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
+    }
+    return render(request, "training/run_detail.html", context)
+
+
+# --- Actions -------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk):
+    """Ask for a cancel (services writes the audit trail); the worker does the rest."""
+    run = access.get_run_for_user(request.user, pk)
+    if not access.can_cancel(request.user, run):
+        raise PermissionDenied("You may not cancel this run.")
+    services.request_cancel(run, request.user)
+    if request.htmx:
+        return _live_response(request, pk, force_events=("trail-changed",))
+    messages.info(request, "Cancel requested. The training stops in a moment.")
+    return redirect("run_detail", pk=pk)
+
+
+def _set_epoch(run, epoch: str) -> tuple[bool, str]:
+    """Make `epoch` the model's epoch on Scenario; a refusal comes back in words."""
+    try:
+        ScenarioClient.from_settings().set_epoch(run.model.remote_id, epoch)
+    except ScenarioError as error:
+        reason = error.message or "Scenario did not answer"
+        return False, f"Scenario did not switch the epoch: {reason}"
+    return True, ""
+
+
+@login_required
+@require_POST
+def run_use_epoch(request, pk):
+    run = access.get_run_for_user(request.user, pk)
+    if not _may_manage(request.user, run):
+        raise PermissionDenied("Only the team's lead or the run's author may choose its epoch.")
+    epoch = request.POST.get("epoch", "")
+    sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
+    if run.state != RunState.SUCCEEDED or sample is None:
+        return HttpResponseBadRequest("Only an epoch of a finished training can be used.")
+    ok, problem = _set_epoch(run, epoch)
+    number = sample.epoch_index + 1
+    notice = f"Epoch {number} is now the model's epoch." if ok else problem
+    if request.htmx:
+        extra = {"notice": notice, "notice_ok": ok, "chosen_epoch": epoch if ok else ""}
+        return _samples_response(request, pk, **extra)
+    (messages.success if ok else messages.error)(request, notice)
+    return redirect("run_detail", pk=pk)

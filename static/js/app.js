@@ -30,3 +30,22 @@ setInterval(() => {
     el.textContent = formatRemaining(left);
   }
 }, 1000);
+
+// Monitoring: a sample image opens large in the page's <dialog id="enlarge">; without
+// JavaScript (or without the dialog) the link opens the image itself.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-enlarge]");
+  const dialog = document.getElementById("enlarge");
+  if (!link || !dialog || typeof dialog.showModal !== "function") return;
+  if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+  event.preventDefault();
+  const img = dialog.querySelector("img");
+  img.src = link.href;
+  img.alt = link.dataset.caption || "";
+  dialog.querySelector(".caption").textContent = link.dataset.caption || "";
+  dialog.showModal();
+});
+// A click on the backdrop closes the enlarged image too.
+document.addEventListener("click", (event) => {
+  if (event.target.id === "enlarge") event.target.close();
+});

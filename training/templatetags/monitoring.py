@@ -1,0 +1,131 @@
+"""Words for what a training is doing: stages, queue places, durations and remaining time."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils import timezone
+
+from training.models import RunState
+
+register = template.Library()
+
+# Scenario's trainingProgress.stage, as an artist would say it.
+STAGE_WORDS = {
+    "pending": "Waiting for Scenario",
+    "pending-captcha": "Waiting for Scenario",
+    "ready-for-captcha": "Waiting for Scenario",
+    "queued-for-train": "Waiting in the queue",
+    "starting-train": "Starting up",
+    "running-train": "Training",
+}
+# The local state, when Scenario has not said more (or when it is the last word).
+STATE_WORDS = {
+    RunState.DRAFT: "Preparing the launch",
+    RunState.SUBMITTING: "Sending to Scenario",
+    RunState.QUEUED: "Waiting in the queue",
+    RunState.RUNNING: "Training",
+    RunState.CANCEL_REQUESTED: "Cancel requested",
+    RunState.SUCCEEDED: "Finished",
+    RunState.FAILED: "Failed",
+    RunState.CANCELED: "Canceled",
+}
+JOB_STATUS_WORDS = {
+    "queued": "Queued",
+    "warming-up": "Warming up",
+    "pending": "Pending",
+    "in-progress": "In progress",
+    "finalizing": "Finalizing",
+    "success": "Succeeded",
+    "failure": "Failed",
+    "canceled": "Canceled",
+}
+
+
+@register.filter
+def stage_words(run) -> str:
+    """Say what the run is doing: Scenario's stage while it is in flight, else the state."""
+    if run.state in (RunState.QUEUED, RunState.RUNNING) and run.stage in STAGE_WORDS:
+        return STAGE_WORDS[run.stage]
+    return STATE_WORDS.get(run.state, run.state)
+
+
+@register.filter
+def state_words(state: str) -> str:
+    return STATE_WORDS.get(state, state)
+
+
+@register.filter
+def job_status_words(status: str) -> str:
+    return JOB_STATUS_WORDS.get(status, (status or "").replace("-", " ").capitalize())
+
+
+@register.filter
+def queue_words(position) -> str:
+    """0 → "Next in line", 1 → "1 run ahead", 3 → "3 runs ahead"; unknown → ""."""
+    if position is None or position == "":
+        return ""
+    position = int(position)
+    if position <= 0:
+        return "Next in line"
+    return f"{position} run{'s' if position != 1 else ''} ahead"
+
+
+@register.filter
+def duration(seconds) -> str:
+    """A length of time for people: "45 s", "3 min 20 s", "1 h 5 min"; unknown → "—"."""
+    if seconds is None or seconds == "":
+        return "—"
+    total = max(0, round(float(seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+@register.filter
+def remaining(milliseconds) -> str:
+    """Remaining time in the same words as the page's countdown (static/js/app.js)."""
+    if milliseconds is None or milliseconds == "":
+        return "—"
+    return duration(max(0, int(milliseconds)) / 1000)
+
+
+@register.filter
+def percent(progress) -> int:
+    """Scenario's progress (0..1) as a whole percentage, clamped."""
+    if progress is None or progress == "":
+        return 0
+    return max(0, min(100, int(float(progress) * 100)))
+
+
+@register.filter
+def cu(value) -> str:
+    """Creative Units: "120 CU", "12.5 CU"; unknown → "—"."""
+    if value is None or value == "":
+        return "—"
+    number = float(value)
+    shown = f"{number:,.0f}" if number == int(number) else f"{number:,.1f}"
+    return f"{shown} CU"
+
+
+@register.filter
+def interval(seconds) -> str:
+    """A refresh interval as htmx reads it ("3000ms")."""
+    return f"{int(float(seconds) * 1000)}ms"
+
+
+@register.filter
+def person(user) -> str:
+    if user is None:
+        return "someone"
+    return user.get_full_name() or user.get_username()
+
+
+@register.simple_tag
+def now_us() -> int:
+    """Now in microseconds since the epoch: where the "finished since" watcher starts."""
+    now = timezone.now()
+    return int(now.timestamp()) * 1_000_000 + now.microsecond
