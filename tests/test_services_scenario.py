@@ -136,6 +136,24 @@ def test_a_launch_whose_answer_was_lost_is_adopted_not_sent_again(scenario, alic
     assert launches(knight) == 1
 
 
+def test_a_launch_answered_without_a_job_is_adopted_if_it_started(scenario, alice, knight):
+    faults.inject(200, method="PUT", path_contains="/train", body="{}", after_processing=True)
+    run = launch(alice, knight)
+    services.submit_run(run.pk)
+    run.refresh_from_db()
+    assert run.state == S.QUEUED
+    assert launches(knight) == 1
+
+
+def test_a_launch_answered_without_a_job_fails_if_nothing_started(scenario, alice, knight):
+    faults.inject(200, method="PUT", path_contains="/train", body="{}")
+    run = launch(alice, knight)
+    services.submit_run(run.pk)
+    run.refresh_from_db()
+    assert run.state == S.FAILED
+    assert "no job" in run.error_message
+
+
 def test_a_submission_left_by_a_dead_worker_is_adopted_when_scenario_has_it(
     scenario, alice, knight, settings
 ):
