@@ -441,25 +441,27 @@ def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError) ->
     over reconciles first.
     """
     log.warning("Launch of run %s has an unknown outcome: %s", run.pk, error)
-    try:
-        model = client.get_model(run.model.remote_id)
-    except scenario.ScenarioError:
-        return
-    if _launch_visible(model, run):
-        _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+    _read_back(run, client)
 
 
 def _answer_not_understood(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
     """A 2xx answer without a job: look whether a training started before calling it failed."""
     log.warning("Scenario's answer to the launch of run %s was not understood: %s", run.pk, error)
+    if _read_back(run, client) is False:
+        _refused(run, error)
+
+
+def _read_back(run: TrainingRun, client) -> bool | None:
+    """Adopt the launch if the remote model shows it. None when the model could not be read
+    (the lease stays taken: whoever takes it over reconciles first)."""
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.ScenarioError:
-        return  # the lease stays taken: whoever takes it over reconciles first
-    if _launch_visible(model, run):
-        _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
-    else:
-        _refused(run, error)
+        return None
+    if not _launch_visible(model, run):
+        return False
+    _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+    return True
 
 
 def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
