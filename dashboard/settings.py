@@ -233,6 +233,14 @@ SIMULATOR_FAULTS = env_str("SIMULATOR_FAULTS")
 
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 2.0, minimum=0.2)
 SUBMIT_TIMEOUT_SECONDS = env_float("SUBMIT_TIMEOUT_SECONDS", 60.0, minimum=1)
+# A draft not picked up by a worker by then is re-enqueued by the sweep.
+SUBMIT_GRACE_SECONDS = env_float("SUBMIT_GRACE_SECONDS", 10.0, minimum=0.1)
+# Polling rhythm: quick while the GPU works, slower deeper in the queue, capped.
+POLL_RUNNING_SECONDS = env_float("POLL_RUNNING_SECONDS", 2.0, minimum=0.05)
+POLL_QUEUED_SECONDS = env_float("POLL_QUEUED_SECONDS", 5.0, minimum=0.05)
+POLL_QUEUE_STEP_SECONDS = env_float("POLL_QUEUE_STEP_SECONDS", 2.0, minimum=0)
+POLL_CANCEL_SECONDS = env_float("POLL_CANCEL_SECONDS", 3.0, minimum=0.05)
+POLL_MAX_SECONDS = env_float("POLL_MAX_SECONDS", 120.0, minimum=1)
 MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, minimum=10)
 DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=1)
 
@@ -241,6 +249,7 @@ DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT = "dashboard.broker:AtomicFilesystemTransport"
     for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

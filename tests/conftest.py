@@ -15,6 +15,12 @@ pytest_plugins = [
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Test people get their passwords hashed in a blink instead of ~0.2 s each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _person(django_user_model, username, team=None, role=Role.ARTIST, **extra):
     user = django_user_model.objects.create_user(
         username=username, password=PASSWORD, first_name=username.capitalize(), **extra

@@ -17,11 +17,6 @@ THIS_MONTH = dt.datetime(2025, 3, 2, 9, 0, tzinfo=dt.UTC)
 LAST_MONTH = dt.datetime(2025, 2, 27, 9, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def budgeted(team_a):
     team_a.monthly_cu_budget = 100

@@ -18,8 +18,6 @@ from training.models import Membership, RunState, ScenarioModel, Team, TrainingR
 
 S = RunState
 
-pytestmark = pytest.mark.usefixtures("fast_password_hashing")
-
 
 def run_command(*args) -> str:
     out = StringIO()

@@ -12,11 +12,6 @@ from tests.test_history_factories import at, make_run
 COMPARE = reverse("compare")
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def trio(alice, dave):
     """Three runs of one style at different learning rates and epochs."""

@@ -15,12 +15,6 @@ from training.models import RunState, TrainingRun
 HISTORY = reverse("history")
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    # The named people are created with a password; a slow hasher would dominate the run.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def known_runs(alice, dave, bob, charlie):
     return seed_known_runs(alice, dave, bob, charlie)

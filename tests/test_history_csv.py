@@ -16,11 +16,6 @@ from training import reports
 CSV = reverse("history_csv")
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def known_runs(alice, dave, bob, charlie):
     return seed_known_runs(alice, dave, bob, charlie)

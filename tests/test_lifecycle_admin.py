@@ -8,8 +8,6 @@ from django.urls import reverse
 from training import services
 from training.models import RunState, ScenarioModel, TrainingRun
 
-pytestmark = pytest.mark.usefixtures("fast_password_hashing")
-
 
 @pytest.fixture
 def run(alice):

@@ -16,7 +16,7 @@ from training.models import FINAL_STATES, RunState, TrainingRun
 
 S = RunState
 
-pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [pytest.mark.worker]
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def poll_until(run, predicate, *, polls=400, pause=0.02) -> TrainingRun:
 
 
 # Launches publish their submit task as the web does; the broker keeps it, no worker runs it.
-pytestmark = pytest.mark.usefixtures("broker", "fast_password_hashing")
+pytestmark = pytest.mark.usefixtures("broker")
 
 
 @pytest.fixture

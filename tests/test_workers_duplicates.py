@@ -18,7 +18,7 @@ from training.models import RunState
 
 S = RunState
 
-pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [pytest.mark.worker]
 
 
 @pytest.fixture

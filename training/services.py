@@ -84,20 +84,10 @@ SWEEP_BATCH = 500
 # Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
-# Polling rhythm, in seconds; each can be overridden in settings under the same name.
-POLL_DEFAULTS = {
-    "POLL_RUNNING_SECONDS": 2.0,  # while the GPU works: progress and samples move quickly
-    "POLL_QUEUED_SECONDS": 5.0,  # first in line
-    "POLL_QUEUE_STEP_SECONDS": 2.0,  # added per job ahead in the queue
-    "POLL_CANCEL_SECONDS": 3.0,  # waiting for Scenario to confirm a cancel
-    "POLL_MAX_SECONDS": 120.0,  # the longest wait, also for error backoff
-    "SUBMIT_GRACE_SECONDS": 10.0,  # a draft not picked up by then is re-enqueued by the sweep
-}
-
 
 def setting(name: str) -> float:
-    """A lifecycle setting, read at call time so tests and operators can change it."""
-    return float(getattr(settings, name, POLL_DEFAULTS.get(name)))
+    """A lifecycle setting (dashboard/settings.py), read at call time so tests can change it."""
+    return float(getattr(settings, name))
 
 
 class LaunchRefused(Exception):
