@@ -77,6 +77,7 @@ class SimJob(models.Model):
     parameters = models.JSONField(default=dict)
     image_count = models.PositiveIntegerField()
     steps = models.PositiveIntegerField()
+    # 0 for trainers without epochs (all but Flux LoRA): the model then lists none.
     epochs = models.PositiveIntegerField()
     # Simulated seconds of GPU training, and how many simulated seconds pass per real second
     # for this job: both fixed at request time, so a later settings change rewrites no history.

@@ -7,10 +7,10 @@ The Creative Units price is deterministic:
     cost     = gross − discount, rounded to a whole number
 
 `cost` is what is billed (`creativeUnitsCost`, `billing.cuCost`); `discount` is what was
-taken off (`creativeUnitsDiscount`, `billing.cuDiscount`). Bases: flux.1 LoRA 60, flux.2 80,
-qwen-image 90, zimage 50, SD 1.5 / SDXL 40, ElevenLabs voice 100. A flux.1 LoRA on 10
-images at its default 1000 steps with 3 sample prompts over 10 epochs costs
-60 + 20 + 50 + 30 = 160 CU; typical trainings land between 100 and 500 CU.
+taken off (`creativeUnitsDiscount`, `billing.cuDiscount`). Bases by trainer family: Flux LoRA
+80, Musubi (flux.2, qwen-image, zimage LoRAs) 100, SD 1.5 LoRA 60, SDXL LoRA 70, ElevenLabs
+voice 120. A flux.1 LoRA on 10 images at its default 1000 steps, with 3 sample prompts over
+10 epochs, costs 80 + 20 + 50 + 30 = 180 CU; typical trainings land between 100 and 500 CU.
 
 Billing once the job ends: a success pays the full quote; a cancel during training pays the
 share of the training done (cost and discount scaled by progress, cost rounded up); a cancel
@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from training import params
+
 PER_IMAGE = 2.0
 STEPS_PER_CU = 20.0
 PER_SAMPLE_IMAGE = 1.0
@@ -31,25 +33,23 @@ DISCOUNT_SHARE = 0.10
 
 @dataclass(frozen=True)
 class Trainer:
-    prefix: str
     job_type: str
     base_cost: float
 
 
-# Model type prefix -> the trainer Scenario uses, as named in its job types.
-TRAINERS = (
-    Trainer("flux.1", "flux-model-training", 60),
-    Trainer("flux.2", "musubi-model-training", 80),
-    Trainer("qwen-image", "musubi-model-training", 90),
-    Trainer("zimage", "musubi-model-training", 50),
-    Trainer("sd-", "model-training", 40),
-    Trainer("elevenlabs", "model-training", 100),
-)
-FALLBACK = Trainer("", "model-training", 60)
+# Trainer family (training.params.FAMILY_OF_TYPE) -> its job type on Scenario and base price.
+TRAINERS = {
+    params.FLUX_LORA: Trainer("flux-model-training", 80),
+    params.MUSUBI: Trainer("musubi-model-training", 100),
+    params.SD15_LORA: Trainer("model-training", 60),
+    params.SDXL_LORA: Trainer("model-training", 70),
+    params.ELEVENLABS_VOICE: Trainer("model-training", 120),
+}
+FALLBACK = Trainer("model-training", 80)
 
 
 def trainer_for(model_type: str) -> Trainer:
-    return next((t for t in TRAINERS if model_type.startswith(t.prefix)), FALLBACK)
+    return TRAINERS.get(params.FAMILY_OF_TYPE.get(model_type, ""), FALLBACK)
 
 
 @dataclass(frozen=True)

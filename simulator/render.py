@@ -9,6 +9,7 @@ statusHistory, updatedAt. Optional fields appear only when they mean something (
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import reverse
 
 from simulator.clock import epoch_ms, iso
@@ -40,7 +41,18 @@ class Renderer:
         self.schedule = schedule
 
     def url(self, name: str, **kwargs) -> str:
-        return self.request.build_absolute_uri(reverse(f"simulator:{name}", kwargs=kwargs))
+        """An absolute URL a browser can load.
+
+        On the host the request came to, unless SIMULATOR_PUBLIC_URL says where people reach
+        the simulator (e.g. http://localhost:8001/sim/v1 when the API is called as
+        http://simulator:8000/sim/v1 inside docker compose).
+        """
+        path = reverse(f"simulator:{name}", kwargs=kwargs)
+        public = (getattr(settings, "SIMULATOR_PUBLIC_URL", "") or "").rstrip("/")
+        if not public:
+            return self.request.build_absolute_uri(path)
+        mount = reverse("simulator:models").removesuffix("models")  # "/sim/v1/"
+        return f"{public}/{path.removeprefix(mount)}"
 
     # --- model ---------------------------------------------------------------------------
 

@@ -86,9 +86,10 @@ def _answer(request, view, methods, public, kwargs) -> HttpResponse:
         rates = faults.current_rates()
         if rates.latency_ms:
             time.sleep(rates.latency_ms / 1000)
-    if rule is not None and rule.delay_ms:
+    before = rule is not None and not rule.after_processing
+    if before and rule.delay_ms:
         time.sleep(rule.delay_ms / 1000)
-    if rule is not None and rule.status and not rule.after_processing:
+    if before and rule.status:
         return faults.rule_response(rule)
     if not public:
         injected = faults.random_fault(rates)
@@ -104,8 +105,11 @@ def _answer(request, view, methods, public, kwargs) -> HttpResponse:
         response = view(request, **kwargs)
     except ApiError as error:
         response = JsonResponse({"message": error.message, **error.extra}, status=error.status)
-    if rule is not None and rule.status and rule.after_processing:
-        return faults.rule_response(rule)
+    if rule is not None and rule.after_processing:
+        # The work is done; only the answer is slow, or lost on its way back.
+        time.sleep(rule.delay_ms / 1000)
+        if rule.status:
+            return faults.rule_response(rule)
     return response
 
 
@@ -398,7 +402,9 @@ def _training_facts(model: SimModel, raw: dict, count: int) -> dict:
         )
         raise ApiError(400, f"Invalid parameters: {described}", errors=errors)
     steps = int(params.training_steps(model.type, clean, count))
-    epochs = max(1, int(params.epochs_for(model.type, clean)))
+    # Scenario lists epochs only for the trainers that take nbEpochs (Flux LoRA).
+    takes_epochs = "nbEpochs" in params.family_for(model.type).names
+    epochs = max(1, int(params.epochs_for(model.type, clean))) if takes_epochs else 0
     price = pricing.quote(
         model.type,
         images=count,

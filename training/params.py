@@ -112,8 +112,10 @@ class Field:
     placeholder: str = ""
     # A caution shown next to the field, for a rule the dashboard cannot check itself.
     caution: str = ""
-    # Never echoed back into a page or copied into a new form.
+    # Not copied from a past run into a new form, and typed into a password input.
     secret: bool = False
+    # Worth a text area rather than one line.
+    multiline: bool = False
 
     @property
     def computed(self) -> bool:
@@ -255,7 +257,7 @@ SPEC: dict[str, Field] = {
               ENUM, choices=("instant", "professional"), placeholder="Scenario's choice"),
         Field("conceptPrompt", "Concept prompt",
               "The prompt with an identifier specifying the instance (or subject) of the class, "
-              'for example "a daiton dog".', **_TEXT),
+              'for example "a daiton dog".', placeholder="e.g. a daiton dog", **_TEXT),
         Field("gender", "Gender", "Gender of the voice (for professional cloning).",
               advanced=True, **_TEXT),
         Field("language", "Language", "Language of the audio samples, as an ISO 639-1 code.",
@@ -334,7 +336,7 @@ SPEC: dict[str, Field] = {
         Field("validationPrompt", "Validation prompt", "Validation prompt.", default="",
               advanced=True, **_TEXT),
         Field("voiceDescription", "Voice description",
-              "Description of the voice characteristics.", **_TEXT),
+              "Description of the voice characteristics.", multiline=True, **_TEXT),
         Field("wandbKey", "Weights & Biases key",
               "The Weights & Biases key to use for logging.", TEXT, max_length=40,
               advanced=True, secret=True),

@@ -7,9 +7,10 @@ and a `transient` flag (worth trying again later) - never a crash, whatever the 
 
 Retries
     Reads (GET) are retried by urllib3 with exponential backoff and jitter on connection
-    errors and on 429, 502, 503 and 504, honouring Retry-After. A Retry-After longer than
-    settings.SCENARIO_MAX_RETRY_AFTER is not waited for in the call: the answer becomes
-    RateLimited / Unavailable with `retry_after`, for the caller to schedule a later try.
+    errors and on 429, 502, 503 and 504 (a few times; once after a read timeout), honouring
+    Retry-After. One call waits at most settings.SCENARIO_MAX_RETRY_AFTER seconds in all for
+    Retry-After: an answer asking for more is not waited for but raised as RateLimited /
+    Unavailable with `retry_after`, for the caller to schedule a later try.
     Writes (PUT, POST) are retried only when the connection could not even be opened, i.e.
     when the request certainly never left this machine.
 
@@ -18,11 +19,16 @@ Launching without launching twice
     lost (read timeout, dropped connection, a 5xx from a gateway) it raises OutcomeUnknown:
     the training may or may not have started. The caller must not trigger again blindly;
     it learns what happened from `get_model(model_id)`:
-      - status "training" with a trainingProgress that started at or after our attempt:
-        our launch went through (Scenario refuses a second launch on a training model with
-        400 "Model is already training", so there can be only one);
-      - any other status (new, trained, failed, training-canceled) unchanged since before the
-        attempt: it did not start, and triggering again is safe.
+      - status "training": our launch went through, provided the training is ours. Its
+        trainingProgress.startedAt, once the GPU has started, is at or after our attempt;
+        before that (pending, queued) there is no startedAt and only one launch can exist,
+        since Scenario refuses a second one with 400 "Model is already training";
+      - a final status (trained, failed, training-canceled) whose trainingStats.startedAt is
+        at or after our attempt: our launch went through and has already ended;
+      - otherwise (new, or a final status from an older training): it did not start, and
+        triggering again is safe.
+    The model object does not name its job, so a launch adopted this way has no job id;
+    its progress is followed on the model.
     A 429 on the trigger is different: a response came back, Scenario refused it, and that is
     RateLimited (with retry_after), not OutcomeUnknown. Other writes behave the same way
     (OutcomeUnknown when unsure), and are reconciled the same way, by reading back.
@@ -52,6 +58,7 @@ from urllib.parse import quote as url_quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ResponseError
 from urllib3.util.retry import Retry
 
@@ -227,23 +234,23 @@ class Launch:
 # --- parsing ----------------------------------------------------------------------------------
 
 _MISSING = object()
+_KINDS = {
+    "str": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+}
 
 
 def _field(obj: Mapping, key: str, kind: str, where: str, *, required: bool = True) -> Any:
-    """Read obj[key] as `kind` (str, number, int, bool, list, dict); optional ones may be None."""
+    """Read obj[key] as `kind` (str, number, bool, list, dict); optional ones may be None."""
     value = obj.get(key, _MISSING)
     if value is _MISSING or value is None:
         if required:
             raise ResponseShapeError(f"Scenario's answer has no {where}.{key}")
         return None
-    checks = {
-        "str": lambda v: isinstance(v, str),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "list": lambda v: isinstance(v, list),
-        "dict": lambda v: isinstance(v, dict),
-    }
-    if checks[kind](value):
+    if _KINDS[kind](value):
         return value
     if required:
         raise ResponseShapeError(
@@ -496,15 +503,38 @@ def error_for(response: requests.Response, *, write: bool) -> ScenarioError:
 
 
 class _Retry(Retry):
-    """urllib3 Retry that hands back, instead of waiting for, a Retry-After over the cap."""
+    """urllib3 Retry that waits out Retry-After only within a budget for the whole call.
+
+    `wait_budget` is what is left of settings.SCENARIO_MAX_RETRY_AFTER for this call. An
+    answer asking for a longer wait is handed back to the client (raise_on_status is off, so
+    urllib3 returns it), which turns it into RateLimited / Unavailable with `retry_after`.
+    """
+
+    def __init__(self, *args, wait_budget: float = 30.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wait_budget = wait_budget
+
+    def new(self, **kwargs) -> _Retry:
+        kwargs.setdefault("wait_budget", self.wait_budget)
+        return super().new(**kwargs)
 
     def increment(self, method=None, url=None, response=None, error=None, **kwargs):
+        wait = None
         if response is not None and self.respect_retry_after_header:
             wait = _retry_after_seconds(response.headers.get("Retry-After"))
-            if wait is not None and wait > self.retry_after_max:
-                # raise_on_status is off, so urllib3 returns this answer to the client.
+            if wait is not None and wait > self.wait_budget:
                 raise MaxRetryError(kwargs.get("_pool"), url, ResponseError("Retry-After too long"))
-        return super().increment(method, url, response=response, error=error, **kwargs)
+        retry = super().increment(method, url, response=response, error=error, **kwargs)
+        if wait:
+            retry.wait_budget = self.wait_budget - wait
+        return retry
+
+
+class _BasicAuth(HTTPBasicAuth):
+    """Basic auth whose repr names no credentials."""
+
+    def __repr__(self) -> str:
+        return "<basic auth>"
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -529,12 +559,13 @@ class ScenarioClient:
         self.timeout = (connect_timeout, read_timeout)
         self.max_retry_after = max_retry_after
         self.session = requests.Session()
-        self.session.auth = (api_key, api_secret)
+        self.session.auth = _BasicAuth(api_key, api_secret)
         self.session.headers.update({"Accept": "application/json"})
         retry = _Retry(
             total=retries,
             connect=retries,
-            read=retries,
+            # A read timeout already cost read_timeout seconds: one more try at most.
+            read=min(1, retries),
             status=retries,
             other=0,
             allowed_methods=frozenset({"GET"}),
@@ -544,6 +575,7 @@ class ScenarioClient:
             backoff_jitter=backoff_factor,
             respect_retry_after_header=True,
             retry_after_max=max_retry_after,
+            wait_budget=max_retry_after,
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry)

@@ -819,7 +819,7 @@ def sweep() -> int:
         if not _claim_due(run, now, delay):
             continue  # another sweep got there first
         claimed += 1
-        enqueue(task_name, run.pk)
+        enqueue_on_commit(task_name, run.pk)
     return claimed
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import views
+from training import launch, views
 
 urlpatterns = [
     # Monitoring
@@ -16,4 +16,11 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/epoch/", views.run_use_epoch, name="run_use_epoch"),
     # End of Monitoring
+]
+
+# Launch form
+urlpatterns += [
+    path("launch/", launch.launch, name="launch"),
+    path("launch/validate/", launch.launch_validate, name="launch_validate"),
+    path("launch/refresh/", launch.launch_refresh, name="launch_refresh"),
 ]

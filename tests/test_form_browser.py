@@ -1,0 +1,179 @@
+"""The training form in a real browser: htmx swaps, validation on leaving a field, screenshots.
+
+Runs Debian's Chromium through Playwright. Without Chromium the tests skip and say why, unless
+REQUIRE_BROWSER_TESTS=1, when they fail instead. Screenshots land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from training import services
+from training.models import ScenarioModel, TrainingRun
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+
+
+def _missing_browser() -> str:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (python3 -m uv sync)"
+    if not os.path.exists(CHROMIUM):
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    return ""
+
+
+@pytest.fixture
+def browser_page(live_server, monkeypatch):
+    reason = _missing_browser()
+    if reason:
+        if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":
+            pytest.fail(f"Browser tests are required but {reason}.")
+        pytest.skip(f"Skipped: {reason}. Set REQUIRE_BROWSER_TESTS=1 to fail instead.")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright runs an event loop in this thread; the ORM calls the test makes beside it are
+    # still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1320, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def _sign_in(page, client, user, live_server) -> None:
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": live_server.url}]
+    )
+
+
+def _screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.fixture
+def synced_models(scenario):
+    """Remote models of a few kinds, mirrored locally the way the refresh button does it."""
+    scenario.create_model("Knight portraits", "flux.1-lora", images=12)
+    scenario.create_model("Narrator voice", "elevenlabs-voice", images=6)
+    scenario.create_model("Castle style", "qwen-image-lora", images=30)
+    scenario.create_model("Empty sketchbook", "flux.1-krea-lora", images=0)
+    services.sync_models(scenario.client())
+    return {m.name: m for m in ScenarioModel.objects.all()}
+
+
+def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alice, synced_models):
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    page.goto(f"{live_server.url}/launch/")
+    assert page.locator(".model-option.unavailable").inner_text().count("No training images") == 1
+
+    # Picking a model swaps in its trainer's fieldset, prefilled for its 12 images.
+    page.get_by_role("link", name="Knight portraits").click()
+    page.wait_for_selector("#params-flux-lora")
+    assert page.input_value("#id_maxTrainSteps") == "1200"
+    assert "model=" in page.url
+
+    # The advanced fields are folded away; leaving a field out of bounds shows its error.
+    assert not page.is_visible("#id_rank")
+    page.click("details.advanced summary")
+    page.fill("#id_rank", "65")
+    page.press("#id_rank", "Tab")
+    page.wait_for_selector("#err-rank li")
+    assert "at most 64" in page.inner_text("#err-rank")
+    page.fill("#id_rank", "32")
+    page.press("#id_rank", "Tab")
+    page.wait_for_selector("#err-rank li", state="detached")
+
+    # Sample prompts: add a row, pick a source image for each.
+    page.fill("[aria-label='Sample prompt 1']", "a knight in the rain, portrait")
+    page.click("button[value='add_prompt']")
+    page.wait_for_selector("[aria-label='Sample prompt 2']")
+    page.fill("[aria-label='Sample prompt 2']", "a knight on a horse at dawn")
+    # A source image for one prompt only is refused; for both it is fine.
+    page.select_option("[aria-label='Source image for prompt 1']", index=1)
+    page.wait_for_selector("#err-sampleSourceImages li")
+    page.select_option("[aria-label='Source image for prompt 2']", index=2)
+    page.wait_for_selector("#err-sampleSourceImages li", state="detached")
+
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector(".quote-panel.ready")
+    assert "CU" in page.inner_text(".quote-cost")
+    _screenshot(page, "launch-flux-lora.png")
+
+    # Changing a field after the estimate makes it stale: launching needs a new one.
+    page.fill("#id_nbEpochs", "7")
+    page.press("#id_nbEpochs", "Tab")
+    page.wait_for_selector(".quote-panel.stale")
+    assert page.is_disabled("button[value='launch']")
+
+
+def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, synced_models):
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    voice = synced_models["Narrator voice"]
+    page.goto(f"{live_server.url}/launch/?model={voice.remote_id}")
+    page.wait_for_selector("#params-elevenlabs-voice")
+    assert page.locator("#id_rank").count() == 0
+    assert "5 seconds" in page.inner_text("#field-removeBackgroundNoise")
+
+    page.select_option("#id_cloneType", "instant")
+    page.fill("#id_language", "EN")
+    page.press("#id_language", "Tab")
+    page.wait_for_selector("#err-language li")
+    page.fill("#id_language", "en")
+    page.press("#id_language", "Tab")
+    page.wait_for_selector("#err-language li", state="detached")
+    page.fill("#id_voiceDescription", "Warm, calm narrator with a light northern accent")
+    page.check("#id_removeBackgroundNoise")
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector(".quote-panel.ready")
+    _screenshot(page, "launch-elevenlabs-voice.png")
+
+
+def test_launching_from_the_browser_lands_on_the_run_page(
+    browser_page, live_server, client, alice, synced_models
+):
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    knight = synced_models["Knight portraits"]
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector(".quote-panel.ready")
+    cost = page.inner_text(".quote-cost")
+    confirmations = []
+
+    def accept(dialog):
+        confirmations.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.click("button[value='launch']")
+    page.wait_for_url("**/runs/*/")
+    run = TrainingRun.objects.get()
+    assert page.url.endswith(f"/runs/{run.pk}/")
+    assert cost.replace(" CU", "") in confirmations[0]
