@@ -15,6 +15,8 @@ from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
 
 S = RunState
 
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
+
 
 @pytest.fixture
 def model(db):

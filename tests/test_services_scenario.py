@@ -71,11 +71,12 @@ def poll_until(run, predicate, *, polls=400, pause=0.02) -> TrainingRun:
 
 
 # Launches publish their submit task as the web does; the broker keeps it, no worker runs it.
-pytestmark = pytest.mark.usefixtures("broker")
+pytestmark = pytest.mark.usefixtures("broker", "fast_password_hashing")
 
 
 @pytest.fixture
 def knight(scenario):
+    scenario.set_speed(300)  # a training takes about a second
     return mirror(scenario.create_model("Knight", images=2))
 
 
@@ -133,6 +134,24 @@ def test_a_launch_whose_answer_was_lost_is_adopted_not_sent_again(scenario, alic
     assert launches(knight) == 1
     assert poll_until_final(run).state == S.SUCCEEDED
     assert launches(knight) == 1
+
+
+def test_a_launch_answered_without_a_job_is_adopted_if_it_started(scenario, alice, knight):
+    faults.inject(200, method="PUT", path_contains="/train", body="{}", after_processing=True)
+    run = launch(alice, knight)
+    services.submit_run(run.pk)
+    run.refresh_from_db()
+    assert run.state == S.QUEUED
+    assert launches(knight) == 1
+
+
+def test_a_launch_answered_without_a_job_fails_if_nothing_started(scenario, alice, knight):
+    faults.inject(200, method="PUT", path_contains="/train", body="{}")
+    run = launch(alice, knight)
+    services.submit_run(run.pk)
+    run.refresh_from_db()
+    assert run.state == S.FAILED
+    assert "no job" in run.error_message
 
 
 def test_a_submission_left_by_a_dead_worker_is_adopted_when_scenario_has_it(
@@ -289,6 +308,7 @@ def test_a_cancel_that_arrives_after_the_end_is_recorded_honestly(scenario, alic
 
 
 def test_a_failing_model_ends_failed_with_its_message(scenario, alice):
+    scenario.set_speed(300)
     doomed = mirror(scenario.create_model("Will fail", images=2))
     run = launch(alice, doomed)
     services.submit_run(run.pk)
@@ -313,8 +333,9 @@ def test_polls_of_an_unchanged_run_write_nothing(scenario, alice, knight, settin
     settings.SIMULATOR_FROZEN_CLOCK = start
     run = launch(alice, knight, samplePrompts=PROMPTS, nbEpochs=4)
     services.submit_run(run.pk)
-    # Half-way through the training: pending 0.2 s, starting 0.3 s, then 2 s for 200 steps.
-    settings.SIMULATOR_FROZEN_CLOCK = start + timedelta(seconds=1.5)
+    # Half-way through the training: at 300× pending takes 0.07 s, starting 0.1 s, then
+    # 0.67 s for 200 steps.
+    settings.SIMULATOR_FROZEN_CLOCK = start + timedelta(seconds=0.5)
     services.poll_run(run.pk)
     run.refresh_from_db()
     assert run.state == S.RUNNING

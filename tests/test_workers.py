@@ -22,7 +22,7 @@ from training.models import RunState
 S = RunState
 PROMPTS = ["a knight in silver armour", "a castle at dusk"]
 
-pytestmark = pytest.mark.worker
+pytestmark = [pytest.mark.worker, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 def test_runs_reach_their_final_states_through_a_real_worker(

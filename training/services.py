@@ -17,6 +17,7 @@ one launch per run, whatever the broker, the network or the workers do.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -77,7 +78,8 @@ REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
 POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
 
 # Scenario's clock and ours may disagree a little when we ask "did this start after our run?".
-LAUNCH_CLOCK_SKEW = timedelta(seconds=60)
+# Small, so a training that ended just before a relaunch is not taken for the relaunch.
+LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
 SWEEP_BATCH = 500
 # Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
@@ -367,6 +369,9 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
     except scenario.OutcomeUnknown as error:
         _outcome_unknown(run, client, error)
         return
+    except scenario.ResponseShapeError as error:
+        _answer_not_understood(run, client, error)
+        return
     except scenario.ScenarioError as error:
         if error.transient:
             _release_lease(run, lease)
@@ -436,12 +441,27 @@ def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError) ->
     over reconciles first.
     """
     log.warning("Launch of run %s has an unknown outcome: %s", run.pk, error)
+    _read_back(run, client)
+
+
+def _answer_not_understood(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
+    """A 2xx answer without a job: look whether a training started before calling it failed."""
+    log.warning("Scenario's answer to the launch of run %s was not understood: %s", run.pk, error)
+    if _read_back(run, client) is False:
+        _refused(run, error)
+
+
+def _read_back(run: TrainingRun, client) -> bool | None:
+    """Adopt the launch if the remote model shows it. None when the model could not be read
+    (the lease stays taken: whoever takes it over reconciles first)."""
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.ScenarioError:
-        return
-    if _launch_visible(model, run):
-        _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+        return None
+    if not _launch_visible(model, run):
+        return False
+    _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+    return True
 
 
 def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
@@ -897,8 +917,20 @@ def add_member(team_name: str, username: str, role: str, password: str | None = 
 # --- Helpers --------------------------------------------------------------------------------
 
 
+_clients = threading.local()
+
+
 def _client() -> scenario.ScenarioClient:
-    return scenario.ScenarioClient.from_settings()
+    """This thread's client for the configured Scenario, so polls reuse their connections."""
+    key = (settings.SCENARIO_API_URL, settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET,
+           settings.SCENARIO_CONNECT_TIMEOUT, settings.SCENARIO_READ_TIMEOUT,
+           settings.SCENARIO_MAX_RETRY_AFTER)  # fmt: skip
+    cached = getattr(_clients, "cached", None)
+    if cached is None or cached[0] != key:
+        if cached is not None:
+            cached[1].close()
+        cached = _clients.cached = (key, scenario.ScenarioClient.from_settings())
+    return cached[1]
 
 
 def _active_run(run_id: int) -> TrainingRun | None:
