@@ -1,8 +1,8 @@
 """The pages people watch, in a real browser, with a real worker and the simulator.
 
-Runs are launched through training.services.launch_run (the launch form is another page);
-everything after that is the worker and the simulator at test speed, watched through the
-pages without reloading.
+Alice launches through the training form; the other runs are launched with
+training.services.launch_run. Everything after that is the worker and the simulator at test
+speed, watched through the pages without reloading.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,40 +23,25 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker]
 PROMPTS = ["a knight in silver armour, portrait", "a knight on a horse, watercolour"]
 
 
-# --- A worker and a sweep, in this process ---------------------------------------------------
+# --- A worker and beat, in this process -----------------------------------------------------
 
 
 @pytest.fixture
-def worker(scenario, settings):
-    """A Celery worker thread and a sweep loop (beat's job), polling quickly."""
-    from celery.contrib.testing.worker import start_worker
+def worker(scenario, celery_worker_thread, fast_lifecycle):
+    """The shared worker thread, with a beat stand-in publishing the sweep every 0.2 s."""
+    from training import tasks
 
-    from dashboard.celery import app
-
-    settings.POLL_RUNNING_SECONDS = 0.4
-    settings.POLL_QUEUED_SECONDS = 0.4
-    settings.POLL_QUEUE_STEP_SECONDS = 0.0
-    settings.POLL_CANCEL_SECONDS = 0.4
-    settings.SUBMIT_GRACE_SECONDS = 2.0
-    for folder in ("data_folder_in", "processed_folder"):
-        path = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).get(folder)
-        if path:
-            Path(path).mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
 
-    def sweep_forever():
-        from django.db import connection
-
+    def beat():
         while not stop.wait(0.2):
-            services.sweep()
-        connection.close()
+            tasks.sweep.delay()
 
-    with start_worker(app, perform_ping_check=False, concurrency=1, shutdown_timeout=20):
-        sweeper = threading.Thread(target=sweep_forever, daemon=True)
-        sweeper.start()
-        yield
-        stop.set()
-        sweeper.join(timeout=5)
+    ticker = threading.Thread(target=beat, daemon=True)
+    ticker.start()
+    yield celery_worker_thread
+    stop.set()
+    ticker.join(timeout=5)
 
 
 # --- Helpers ---------------------------------------------------------------------------------
@@ -101,26 +85,44 @@ def seconds_left(page) -> float:
 # --- 1. Alice watches her training ------------------------------------------------------------
 
 
-def test_alice_watches_her_run_move_up_the_queue_train_and_finish(
+def test_alice_launches_and_watches_her_run_move_up_the_queue_train_and_finish(
     scenario, worker, logged_in_page, alice, bob, settings
 ):
     from playwright.sync_api import expect
 
     settings.DASHBOARD_REFRESH_SECONDS = 1
     scenario.set_gpu_slots(1)
-    # Bob's two runs go first: one takes the only GPU slot, the other waits for it.
+    model = remote_model(scenario, "Flux portrait v3")
+
+    # Alice fills in the form and gets her quote.
+    page = logged_in_page(alice)
+    page.goto(f"/launch/?model={model.remote_id}")
+    page.fill("#id_maxTrainSteps", "60")
+    page.fill("#id_nbEpochs", "2")
+    page.fill("[aria-label='Sample prompt 1']", PROMPTS[0])
+    page.click("button[value='add_prompt']")
+    page.fill("[aria-label='Sample prompt 2']", PROMPTS[1])
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    expect(page.locator(".quote-panel.ready")).to_be_visible()
+
+    # Meanwhile Bob launches two: one takes the only GPU slot, the other waits for it.
     launch(scenario, bob, "Bob's castle", speed=24)
     launch(scenario, bob, "Bob's dragon", speed=24)
 
-    page = logged_in_page(alice)
-    run = launch(scenario, alice, "Flux portrait v3", speed=14)
-
-    # The dashboard lists the new run without a reload; its card leads to the run page.
-    card = page.locator(f"#run-card-{run.pk}")
-    expect(card).to_contain_text("Flux portrait v3")
-    save_screenshot(page, "dashboard-live-runs")
-    card.get_by_role("link", name="Flux portrait v3").click()
+    # Alice launches and lands on her run's page.
+    scenario.set_speed(14)
+    page.once("dialog", lambda dialog: dialog.accept())  # "Launch this training for … CU?"
+    page.click("button[value='launch']")
     expect(page.locator("h1")).to_have_text("Flux portrait v3")
+    run = TrainingRun.objects.get(created_by=alice)
+    assert run.parameters["samplePrompts"] == PROMPTS
+
+    # Her dashboard, in another tab, lists it with Bob's.
+    dashboard = page.context.new_page()
+    dashboard.goto("/")
+    expect(dashboard.locator(f"#run-card-{run.pk}")).to_contain_text("Flux portrait v3")
+    expect(dashboard.locator(".run-card")).to_have_count(3)
+    save_screenshot(dashboard, "dashboard-live-runs")
 
     # Queue position falls as Bob's runs take and leave the GPU.
     position = page.locator("#run-live .queue-position")
@@ -151,6 +153,11 @@ def test_alice_watches_her_run_move_up_the_queue_train_and_finish(
     expect(page.locator("#toasts")).to_contain_text("Flux portrait v3 finished, 2 epochs")
     expect(page.locator("#run-live")).not_to_have_attribute("hx-trigger", re.compile(".+"))
     save_screenshot(page, "run-page-finished")
+
+    # On the dashboard it left the active list for "Recently finished", with the same toast.
+    expect(dashboard.locator(f"#run-card-{run.pk}")).to_have_count(0)
+    expect(dashboard.locator(f"#recent-{run.pk}")).to_contain_text("Finished")
+    expect(dashboard.locator("#toasts")).to_contain_text("Flux portrait v3 finished, 2 epochs")
 
 
 # --- 2. Bob cancels a teammate's run ---------------------------------------------------------
@@ -230,4 +237,15 @@ def test_it_saves_screenshots_of_a_live_dashboard_and_a_finished_run_page(
     for image in page.locator("#run-samples img").all():
         expect(image).to_have_js_property("complete", True)
     run_page = save_screenshot(page, "run-finished")
+
+    # A click enlarges a sample; "Use this epoch" asks Scenario and says what it did.
+    page.locator("#run-samples a.sample").first.click()
+    expect(page.locator("#enlarge")).to_be_visible()
+    expect(page.locator("#enlarge .caption")).to_have_text(f"Epoch 1 · {PROMPTS[0]}")
+    save_screenshot(page, "run-finished-enlarged", full_page=False)
+    page.get_by_role("button", name="Close").click()
+    expect(page.locator("#enlarge")).to_be_hidden()
+    page.locator("tr[data-epoch='1']").get_by_role("button", name="Use this epoch").click()
+    expect(page.locator(".epoch-notice")).to_have_text("Epoch 1 is now the model's epoch.")
+    expect(page.locator("tr[data-epoch='1'] .in-use")).to_have_text("In use")
     assert dashboard.stat().st_size > 10_000 and run_page.stat().st_size > 10_000
