@@ -209,6 +209,14 @@ def test_charlie_from_another_team_gets_404_and_an_empty_dashboard(
     response = page.goto(f"/runs/{run.pk}/live/")
     assert response.status == 404
 
+    # Signing out lands on the sign-in page, which says nothing of the run either.
+    page.goto("/")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    save_screenshot(page, "signed-out")
+    page.goto(f"/runs/{run.pk}/")
+    expect(page.get_by_text("Sign in to see that page.")).to_be_visible()
+
 
 # --- 4. Screenshots ----------------------------------------------------------------------------
 
