@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from simulator.models import RequestLog
-from tests.fixtures.workers import mirror, worker_environment
+from tests.fixtures.workers import make_run, mirror, worker_environment
 from training.models import Membership, RunState, ScenarioModel, Team, TrainingRun
 
 S = RunState
@@ -25,17 +25,6 @@ def run_command(*args) -> str:
     out = StringIO()
     call_command(*args, stdout=out, stderr=StringIO())
     return out.getvalue()
-
-
-def make_run(user, model, state=S.QUEUED, **fields):
-    return TrainingRun.objects.create(
-        created_by=user,
-        team=user.membership.team,
-        model=model,
-        model_type=model.type,
-        state=state,
-        **fields,
-    )
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
+from tests.fixtures.workers import make_run
 from training import services
 from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
 
@@ -27,17 +28,6 @@ def model(db):
 def run(alice, model):
     return TrainingRun.objects.create(
         created_by=alice, team=alice.membership.team, model=model, model_type=model.type
-    )
-
-
-def make_run(user, model, state, **fields):
-    return TrainingRun.objects.create(
-        created_by=user,
-        team=user.membership.team,
-        model=model,
-        model_type=model.type,
-        state=state,
-        **fields,
     )
 
 

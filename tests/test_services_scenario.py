@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from simulator import faults
 from simulator.models import RequestLog, SimModel
+from tests.fixtures.workers import launches, mirror
 from training import services
 from training.models import RunState, ScenarioModel, TrainingRun
 
@@ -24,26 +25,8 @@ S = RunState
 PROMPTS = ["a knight in silver armour", "a castle at dusk"]
 
 
-def mirror(sim_model, team=None) -> ScenarioModel:
-    """The dashboard's copy of a simulated model, as sync_models would make it."""
-    return ScenarioModel.objects.create(
-        remote_id=sim_model.id,
-        name=sim_model.name,
-        type=sim_model.type,
-        training_images_number=sim_model.images.count(),
-        team=team,
-    )
-
-
 def launch(user, model, **parameters) -> TrainingRun:
     return services.launch_run(user=user, model=model, parameters=parameters)
-
-
-def launches(model) -> int:
-    """Non-dry-run PUT …/train requests Scenario received for the model, whatever the answer."""
-    return RequestLog.objects.filter(
-        method="PUT", path__endswith="/train", dry_run=False, model_id=model.remote_id
-    ).count()
 
 
 def states(run) -> list[str]:

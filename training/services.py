@@ -482,13 +482,17 @@ def _lost_lease(run: TrainingRun) -> None:
     newer attempt took over."""
     run.refresh_from_db()
     if run.state == S.CANCEL_REQUESTED:
-        transition(
-            run,
-            S.CANCELED,
-            expected=[S.CANCEL_REQUESTED],
-            source=EventSource.WORKER,
-            message="Canceled before the launch was sent",
-        )
+        _cancel_unsent(run)
+
+
+def _cancel_unsent(run: TrainingRun) -> None:
+    transition(
+        run,
+        S.CANCELED,
+        expected=[S.CANCEL_REQUESTED],
+        source=EventSource.WORKER,
+        message="Canceled before the launch reached Scenario",
+    )
 
 
 # --- The submit lease -----------------------------------------------------------------------
@@ -808,13 +812,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
         if _record_launch_while_canceling(run, _snapshot_fields(run, model, None)):
             _send_cancel(run)
         return
-    transition(
-        run,
-        S.CANCELED,
-        expected=[S.CANCEL_REQUESTED],
-        source=EventSource.WORKER,
-        message="Canceled before the launch reached Scenario",
-    )
+    _cancel_unsent(run)
 
 
 # --- The sweep ------------------------------------------------------------------------------
