@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.test_views import HTMX, add_event, add_samples, make_run
+from tests.test_views import (  # noqa: F401 - fast_passwords is autouse
+    HTMX,
+    add_event,
+    add_samples,
+    fast_passwords,
+    make_run,
+)
 from training.models import EventSource, RunState
 
 FRAGMENT_BUDGET = 3

@@ -48,8 +48,9 @@ RECENTLY_FINISHED = 10
 CANCELABLE_STATES = frozenset(
     {RunState.DRAFT, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
 )
-# Scenario job statuses, grouped by the stage of the timeline they belong to.
-JOB_STARTING = frozenset({"warming-up", "pending"})
+# Scenario job statuses, grouped by the stage of the timeline they belong to ("pending" comes
+# first, before "queued": it belongs to the queue, not to the start).
+JOB_STARTING = frozenset({"warming-up"})
 JOB_RUNNING = frozenset({"in-progress", "finalizing"})
 JOB_FINAL = frozenset({"success", "failure", "canceled"})
 STAGES = ("launched", "queued", "starting", "running", "finished")
@@ -180,7 +181,9 @@ def _remaining_ms(run, now: datetime) -> int | None:
     """Scenario's remaining time, less what has passed since it was read."""
     if run.remaining_ms is None or run.state not in (RunState.QUEUED, RunState.RUNNING):
         return None
-    seen = run.last_polled_at or run.updated_at
+    # updated_at is when the worker last wrote what it read (a claim for a poll does not move
+    # it), so it dates remaining_ms better than last_polled_at.
+    seen = run.updated_at
     elapsed = int((now - seen).total_seconds() * 1000) if seen else 0
     return max(0, run.remaining_ms - max(0, elapsed))
 
