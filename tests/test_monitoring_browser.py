@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.fixtures.browser import save_screenshot
-from tests.test_views import fast_passwords, make_run  # noqa: F401 - fast_passwords is autouse
+from tests.test_views import make_run
 from training import services
 from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
 

@@ -23,12 +23,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 _names = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """These tests make many people; hashing their passwords properly would dominate."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def make_run(user, state=RunState.RUNNING, *, name=None, **fields) -> TrainingRun:
     """A run as the worker would have left it, written straight to the database."""
     number = next(_names)

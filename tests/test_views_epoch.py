@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from simulator import faults
 from simulator.models import SimModel
-from tests.test_views import HTMX, fast_passwords  # noqa: F401 - autouse
+from tests.test_views import HTMX
 from training.models import EpochSample, RunState, ScenarioModel, TrainingRun
 
 

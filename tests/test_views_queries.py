@@ -10,11 +10,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.test_views import (  # noqa: F401 - fast_passwords is autouse
+from tests.test_views import (
     HTMX,
     add_event,
     add_samples,
-    fast_passwords,
     make_run,
 )
 from training.models import EventSource, RunState
