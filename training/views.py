@@ -71,14 +71,6 @@ FINAL_LABELS = {
 # --- Access in one query -------------------------------------------------------------------
 
 
-def _runs_seen_by(user) -> QuerySet[TrainingRun]:
-    """access.visible_runs as one SQL condition, so a refresh spends no query on membership."""
-    runs = TrainingRun.objects.all()
-    if user.is_staff:
-        return runs
-    return runs.filter(team__memberships__user=user)
-
-
 def _with_viewer(runs: QuerySet[TrainingRun], user) -> QuerySet[TrainingRun]:
     """Read the viewer's membership of each run's team along with the run."""
     mine = Membership.objects.filter(user_id=user.pk, team_id=OuterRef("team_id"))
@@ -231,7 +223,7 @@ def _board(user, shown: list[int] | tuple = ()) -> dict:
     `shown` are the runs the client lists as active: those that have finished since come
     back too, so the refresh can say so in a toast.
     """
-    seen = _runs_seen_by(user)
+    seen = access.visible_runs(user)
     finished = Coalesce("finished_at", "updated_at")
     recent = (seen.filter(state__in=FINAL_STATES).order_by(finished.desc(), "-pk").values("pk"))[
         :RECENTLY_FINISHED
@@ -293,7 +285,7 @@ def runs_finished(request):
     """The page-independent watcher: toasts for the runs that finished since `since`."""
     since = _from_us(request.GET.get("since")) or timezone.now()
     runs = list(
-        _runs_seen_by(request.user)
+        access.visible_runs(request.user)
         .filter(state__in=FINAL_STATES, finished_at__gt=since)
         .select_related("model")
         .annotate(newest_epoch=Subquery(_newest_sample().values("epoch_index")[:1]))
@@ -387,7 +379,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
 
 def _live_run(user, pk) -> TrainingRun:
     """The run with everything its live panel shows, in one query; 404 when not visible."""
-    runs = _with_viewer(_runs_seen_by(user), user).select_related("model", "created_by")
+    runs = _with_viewer(access.visible_runs(user), user).select_related("model", "created_by")
     runs = runs.annotate(
         sample_count=_count_of(EpochSample, run=OuterRef("pk")),
         event_count=_count_of(RunEvent, run=OuterRef("pk")),
@@ -468,7 +460,7 @@ def _run_and_rows(user, pk, relation: str, fields: tuple[str, ...], order: tuple
     run_fields = ("pk", "state", "team_id", "created_by_id", "model_type", "parameters")
     joined = tuple(f"{relation}__{field}" for field in fields)
     values = list(
-        _with_viewer(_runs_seen_by(user).filter(pk=pk), user)
+        _with_viewer(access.visible_runs(user).filter(pk=pk), user)
         .values(*run_fields, "viewer_membership_id", "viewer_role", *joined)
         .order_by(*(f"{relation}__{field}" for field in order))
     )
