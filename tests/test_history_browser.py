@@ -7,47 +7,18 @@ without it these tests skip, unless REQUIRE_BROWSER_TESTS=1 says they must run.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from tests.fixtures.browser import save_screenshot
 from tests.test_history_factories import make_model, make_run
 from training.models import Membership, Role, RunState
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-
-
-@pytest.fixture
-def chromium(monkeypatch):
-    if not os.path.exists(CHROMIUM):
-        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":
-            pytest.fail(reason + ", and REQUIRE_BROWSER_TESTS=1 requires it")
-        pytest.skip(reason)
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-    # around it are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def signed_in_page(browser, live_server, client, user):
@@ -198,9 +169,8 @@ def test_the_history_page_with_charts_pages_and_sorts_in_place(
     page.goto(f"{live_server.url}/history/")
     assert page.locator("svg.chart").count() == 3
     assert page.locator("#history-table tbody tr").count() == 50
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
-    page.screenshot(path=str(ARTIFACTS / "history-top.png"))
+    save_screenshot(page, "history")
+    save_screenshot(page, "history-top", full_page=False)
 
     # A marker on window survives only if htmx swaps the table instead of loading a page.
     page.evaluate("window.stillHere = true")
@@ -234,5 +204,4 @@ def test_a_comparison_of_three_runs(chromium, live_server, client, alice, dave):
     assert page.locator("tr.diff[data-param=learningRate]").count() == 1
     assert page.locator(".sample-strip img").count() == (4 + 3 + 4) * 2
     page.wait_for_load_state("networkidle")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    save_screenshot(page, "compare")
