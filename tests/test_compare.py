@@ -160,3 +160,14 @@ def test_history_rows_carry_a_compare_checkbox(client, alice, trio):
     text = client.get(reverse("history")).text
     assert f'name="runs" value="{trio[0].pk}" form="compare-form"' in text
     assert f'id="compare-form" method="get" action="{COMPARE}"' in text
+
+
+def test_a_secret_parameter_is_never_shown(client, alice, trio):
+    first, second, _ = trio
+    for run, key in ((first, "wandb-first-secret"), (second, "wandb-second-secret")):
+        run.parameters = {**run.parameters, "wandbKey": key}
+        run.save(update_fields=["parameters"])
+    client.force_login(alice)
+    page = client.get(COMPARE, {"runs": f"{first.pk},{second.pk}"}).content.decode()
+    assert "wandbKey" in page and "(set, hidden)" in page
+    assert "wandb-first-secret" not in page and "wandb-second-secret" not in page

@@ -34,6 +34,15 @@ def test_a_runs_admin_page_shows_its_events_and_edits_nothing(admin_client, run)
     assert 'name="state"' not in page
 
 
+def test_a_runs_admin_page_hides_secret_parameters(admin_client, run):
+    run.parameters = {"rank": 16, "wandbKey": "wandb-secret-123"}
+    run.save(update_fields=["parameters"])
+    page = admin_client.get(reverse("admin:training_trainingrun_change", args=[run.pk]))
+    text = page.content.decode()
+    assert "(set, hidden)" in text and "rank" in text
+    assert "wandb-secret-123" not in text
+
+
 def test_staff_assign_a_model_to_a_team(admin_client, run, team_b):
     model = run.model
     url = reverse("admin:training_scenariomodel_change", args=[model.pk])

@@ -5,8 +5,11 @@ A run's state is never edited here: only training.services changes it (with a Ru
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 
+from training import params
 from training.models import EpochSample, Membership, RunEvent, ScenarioModel, Team, TrainingRun
 
 
@@ -80,10 +83,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["model", "team", "created_by"]
     inlines = [RunEventInline, EpochSampleInline]
+    exclude = ["parameters"]
 
     def get_readonly_fields(self, request, obj=None):
         # The whole run is a record of what happened; none of it is edited by hand.
-        return [field.name for field in TrainingRun._meta.fields]
+        fields = [field.name for field in TrainingRun._meta.fields]
+        fields[fields.index("parameters")] = "shown_parameters"
+        return fields
+
+    @admin.display(description="parameters")
+    def shown_parameters(self, run):
+        return json.dumps(params.for_display(run.parameters or {}), indent=2, ensure_ascii=False)
 
     def has_add_permission(self, request):
         return False

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from training import budgets, charts, reports
+from training import budgets, charts, params, reports
 from training.access import visible_runs
 from training.models import EpochSample, Team
 
@@ -233,10 +233,11 @@ def _show(value) -> str:
 
 def parameter_rows(runs) -> list[dict]:
     """Every parameter any of the runs set, one row each, flagged where the values differ."""
-    names = sorted({name for run in runs for name in (run.parameters or {})})
+    shown_by_run = [params.for_display(run.parameters or {}) for run in runs]
+    names = sorted({name for shown in shown_by_run for name in shown})
     rows = []
     for name in names:
-        values = [(run.parameters or {}).get(name) for run in runs]
+        values = [shown.get(name) for shown in shown_by_run]
         shown = [_show(v) for v in values]
         rows.append({"name": name, "values": shown, "differs": len(set(shown)) > 1})
     return rows

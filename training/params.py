@@ -567,6 +567,17 @@ def defaults_for(model_type: str, image_count: int) -> dict[str, object]:
     }
 
 
+HIDDEN = "(set, hidden)"
+
+
+def for_display(parameters: Mapping[str, object]) -> dict[str, object]:
+    """The parameters fit to show a person: a secret's value is replaced by the fact it was set."""
+    return {
+        name: HIDDEN if name in SPEC and SPEC[name].secret and value else value
+        for name, value in parameters.items()
+    }
+
+
 # --- Validation -----------------------------------------------------------------------------
 
 _UNSET = object()

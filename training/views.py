@@ -563,15 +563,15 @@ def _parameter_rows(run) -> list[dict]:
     except ValueError:  # a model type the table no longer knows: no defaults to compare with
         pass
     rows = []
+    shown = params.for_display(run.parameters or {})
     for name, value in sorted((run.parameters or {}).items()):
         field = fields.get(name)
         known = defaults is not None
-        secret = getattr(field, "secret", False)
         rows.append(
             {
                 "name": name,
                 "label": field.label if field else name,
-                "value": "(set, hidden)" if secret and value else _display(value),
+                "value": _display(shown[name]),
                 "default": _display(defaults[name]) if known and name in defaults else "",
                 "changed": known and (name not in defaults or defaults[name] != value),
             }
