@@ -370,7 +370,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "timeline": _timeline(run),
         "history": _history(run),
         "remaining_now_ms": _remaining_ms(run, now),
-        "queued": run.state == RunState.QUEUED and run.stage in ("", "queued-for-train"),
+        "queued": run.state == RunState.QUEUED,
         "live_token": str(_us(run.updated_at)),
         "sample_count": sample_count,
         "event_count": event_count,
