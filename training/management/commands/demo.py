@@ -178,7 +178,8 @@ def stop(processes: dict[str, subprocess.Popen], grace: float = 10) -> None:
     """Ask every child to stop, then kill what is still running after the grace period."""
     for process in processes.values():
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            # Only the main process: Celery's warm shutdown stops its own pool.
+            process.terminate()
     deadline = time.monotonic() + grace
     for process in processes.values():
         try:
