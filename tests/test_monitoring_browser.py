@@ -209,11 +209,15 @@ def test_charlie_from_another_team_gets_404_and_an_empty_dashboard(
     response = page.goto(f"/runs/{run.pk}/live/")
     assert response.status == 404
 
-    # Signing out lands on the sign-in page, which says nothing of the run either.
+    # Signing out says so, says nothing of the run either, and leads back to the sign-in page.
     page.goto("/")
     page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    assert "Alice's secret portrait" not in page.content()
     save_screenshot(page, "signed-out")
+    page.get_by_role("link", name="Sign in again").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(f"/runs/{run.pk}/")
     expect(page.get_by_text("Sign in to see that page.")).to_be_visible()
 

@@ -95,6 +95,28 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, alice):
 
 
 @pytest.mark.django_db
+def test_signing_out_says_so_and_offers_to_sign_in_again(client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("logout"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<h1>You are signed out</h1>" in html
+    assert f'href="{reverse("login")}">Sign in again</a>' in html
+    # The page is for someone signed out: no navigation, no name, no watcher of runs.
+    assert "Sign out</button>" not in html
+    assert "Alice" not in html
+    assert 'id="finished-watch"' not in html
+    assert client.get(reverse("home"))["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_signing_out_is_post_only(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("logout")).status_code == 405
+    assert client.get(reverse("home")).status_code == 200
+
+
+@pytest.mark.django_db
 def test_an_expired_session_inside_a_page_redirects_the_whole_page_to_login(client, alice):
     run = make_run(alice)
     response = client.get(reverse("run_live", args=[run.pk]), **HTMX)

@@ -16,6 +16,7 @@ from tests.test_views import (
     add_samples,
     make_run,
 )
+from training import services
 from training.models import EventSource, RunState
 
 FRAGMENT_BUDGET = 3
@@ -137,6 +138,22 @@ def test_the_run_page_costs_the_same_with_one_epoch_or_many(
     assert queries <= PAGE_BUDGET
     with django_assert_num_queries(queries):
         client.get(reverse("run_detail", args=[large.pk]))
+
+
+@pytest.mark.django_db
+def test_a_chosen_epoch_costs_the_run_page_and_its_grid_no_more(
+    client, alice, bob, django_assert_num_queries, django_assert_max_num_queries
+):
+    client.force_login(alice)
+    plain, chosen = (_runs(alice, 1, epochs=3, state=RunState.SUCCEEDED)[0] for _ in range(2))
+    services.record_epoch_choice(chosen, f"epoch-{chosen.pk}-1", bob)
+    queries = _count(client, reverse("run_detail", args=[plain.pk]))
+    with django_assert_num_queries(queries):
+        html = client.get(reverse("run_detail", args=[chosen.pk])).content.decode()
+    assert "chosen by Bob" in html
+    with django_assert_max_num_queries(FRAGMENT_BUDGET):
+        html = client.get(reverse("run_samples", args=[chosen.pk]), **HTMX).content.decode()
+    assert "chosen by Bob" in html
 
 
 def _count(client, url) -> int:

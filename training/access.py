@@ -30,10 +30,14 @@ def visible_runs(user) -> QuerySet[TrainingRun]:
     return runs.filter(team__memberships__user=user)
 
 
-def get_run_for_user(user, pk) -> TrainingRun:
-    """The run, or 404 when it does not exist or belongs to a team the user may not see."""
+def get_run_for_user(user, pk, *, related: tuple[str, ...] = ()) -> TrainingRun:
+    """The run, or 404 when it does not exist or belongs to a team the user may not see.
+
+    `related` names further relations to read in the same query.
+    """
+    runs = visible_runs(user).select_related("model", "team", "created_by", *related)
     try:
-        return visible_runs(user).select_related("model", "team", "created_by").get(pk=pk)
+        return runs.get(pk=pk)
     except (TrainingRun.DoesNotExist, ValueError):
         raise Http404("No such run") from None
 

@@ -116,6 +116,12 @@ class TrainingRun(models.Model):
     cu_cost = models.FloatField(null=True, blank=True)
     cu_discount = models.FloatField(null=True, blank=True)
     error_message = models.TextField(blank=True)
+    # The epoch Scenario accepted as the model's through "Use this epoch", and who chose it.
+    # Empty until someone chooses: Scenario then uses the last epoch.
+    selected_epoch = models.CharField(max_length=100, blank=True)
+    selected_epoch_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     # Polling bookkeeping.
     submitted_at = models.DateTimeField(null=True, blank=True)

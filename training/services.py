@@ -308,6 +308,22 @@ def request_cancel(run: TrainingRun, user) -> bool:
     return False
 
 
+# --- The model's epoch -----------------------------------------------------------------------
+
+
+def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
+    """Remember the epoch Scenario has just accepted as the run's model's, and who chose it.
+
+    Not a state change: no RunEvent, and updated_at stays the date of Scenario's last snapshot.
+    A model uses one epoch, so an earlier run of the same model no longer holds it.
+    """
+    with transaction.atomic():
+        others = TrainingRun.objects.filter(model_id=run.model_id).exclude(pk=run.pk)
+        others.exclude(selected_epoch="").update(selected_epoch="", selected_epoch_by=None)
+        TrainingRun.objects.filter(pk=run.pk).update(selected_epoch=epoch, selected_epoch_by=user)
+    run.selected_epoch, run.selected_epoch_by = epoch, user
+
+
 # --- Publishing tasks -----------------------------------------------------------------------
 
 

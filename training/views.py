@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
@@ -41,7 +42,7 @@ from training.models import (
     RunState,
     TrainingRun,
 )
-from training.scenario import ScenarioClient, ScenarioError
+from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioClient, ScenarioError
 from training.templatetags.monitoring import person
 
 RECENTLY_FINISHED = 10
@@ -452,23 +453,48 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
     return {"prompts": [prompts[column] for column in columns], "epoch_rows": rows}
 
 
-def _run_and_rows(user, pk, relation: str, fields: tuple[str, ...], order: tuple[str, ...]):
+RUN_FIELDS = (
+    "pk",
+    "state",
+    "team_id",
+    "created_by_id",
+    "model_type",
+    "parameters",
+    "selected_epoch",
+    "selected_epoch_by_id",
+)
+CHOOSER_FIELDS = ("username", "first_name", "last_name")
+
+
+def _run_and_rows(
+    user,
+    pk,
+    relation: str,
+    fields: tuple[str, ...],
+    order: tuple[str, ...],
+    *,
+    with_chooser: bool = False,
+):
     """A run and its rows of one relation in one query (a LEFT JOIN), or 404.
 
     Rows come back as dicts of the relation's fields; a run without any gives [].
+    `with_chooser` also reads the name of who chose the run's epoch (one more join).
     """
-    run_fields = ("pk", "state", "team_id", "created_by_id", "model_type", "parameters")
     joined = tuple(f"{relation}__{field}" for field in fields)
+    chooser = tuple(f"selected_epoch_by__{field}" for field in CHOOSER_FIELDS if with_chooser)
     values = list(
         _with_viewer(access.visible_runs(user).filter(pk=pk), user)
-        .values(*run_fields, "viewer_membership_id", "viewer_role", *joined)
+        .values(*RUN_FIELDS, "viewer_membership_id", "viewer_role", *chooser, *joined)
         .order_by(*(f"{relation}__{field}" for field in order))
     )
     if not values:
         raise Http404("No such run")
     first = values[0]
-    run = TrainingRun(**{field: first[field] for field in run_fields})
+    run = TrainingRun(**{field: first[field] for field in RUN_FIELDS})
     run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
+    if chooser and run.selected_epoch_by_id is not None:
+        names = {field: first[f"selected_epoch_by__{field}"] for field in CHOOSER_FIELDS}
+        run.selected_epoch_by = get_user_model()(pk=run.selected_epoch_by_id, **names)
     _remember_membership(user, run)
     rows = [
         {field: row[f"{relation}__{field}"] for field in fields}
@@ -479,20 +505,25 @@ def _run_and_rows(user, pk, relation: str, fields: tuple[str, ...], order: tuple
 
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
+    """The grid, with the epoch chosen for the model (read with the run, no query here)."""
+    grid = _sample_grid(samples, run.parameters)
+    for row in grid["epoch_rows"]:
+        row["in_use"] = bool(run.selected_epoch) and row["epoch"] == run.selected_epoch
+    chosen_by = person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
     return {
         "run": run,
         "final": run.state in FINAL_STATES,
         "may_use_epoch": run.state == RunState.SUCCEEDED and _may_manage(user, run),
-        **_sample_grid(samples, run.parameters),
+        "chosen_by": chosen_by,
+        **grid,
         **extra,
     }
 
 
 def _samples_response(request, pk, **extra) -> HttpResponse:
     fields = ("id", "epoch", "epoch_index", "prompt_index", "prompt", "asset_id", "url")
-    run, rows = _run_and_rows(
-        request.user, pk, "samples", fields, order=("epoch_index", "prompt_index")
-    )
+    order = ("epoch_index", "prompt_index")
+    run, rows = _run_and_rows(request.user, pk, "samples", fields, order, with_chooser=True)
     samples = [EpochSample(run_id=run.pk, **row) for row in rows]
     context = _samples_context(request.user, run, samples, **extra)
     return _fragment(request, "training/run_detail.html#samples", context)
@@ -582,7 +613,7 @@ def _parameter_rows(run) -> list[dict]:
 @login_required
 @require_GET
 def run_detail(request, pk):
-    run = access.get_run_for_user(request.user, pk)
+    run = access.get_run_for_user(request.user, pk, related=("selected_epoch_by",))
     samples = list(run.samples.all())
     events = list(run.events.values(*TRAIL_FIELDS))
     context = {
@@ -612,13 +643,21 @@ def run_cancel(request, pk):
     return redirect("run_detail", pk=pk)
 
 
-def _set_epoch(run, epoch: str) -> tuple[bool, str]:
-    """Make `epoch` the model's epoch on Scenario; a refusal comes back in words."""
+def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
+    """Make `epoch` the model's epoch on Scenario and remember it; a refusal comes back in words.
+
+    Nothing is stored unless Scenario accepted the change.
+    """
     try:
         ScenarioClient.from_settings().set_epoch(run.model.remote_id, epoch)
+    except (OutcomeUnknown, ResponseShapeError) as error:
+        # The change may have happened: setting the same epoch again is harmless.
+        reason = (error.message or "no answer").rstrip(".")
+        return False, f"Scenario may not have switched the epoch ({reason}). Try again."
     except ScenarioError as error:
         reason = error.message or "Scenario did not answer"
         return False, f"Scenario did not switch the epoch: {reason}"
+    services.record_epoch_choice(run, epoch, user)
     return True, ""
 
 
@@ -632,11 +671,10 @@ def run_use_epoch(request, pk):
     sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
     if run.state != RunState.SUCCEEDED or sample is None:
         return HttpResponseBadRequest("Only an epoch of a finished training can be used.")
-    ok, problem = _set_epoch(run, epoch)
+    ok, problem = _set_epoch(run, epoch, request.user)
     number = sample.epoch_index + 1
     notice = f"Epoch {number} is now the model's epoch." if ok else problem
     if request.htmx:
-        extra = {"notice": notice, "notice_ok": ok, "chosen_epoch": epoch if ok else ""}
-        return _samples_response(request, pk, **extra)
+        return _samples_response(request, pk, notice=notice, notice_ok=ok)
     (messages.success if ok else messages.error)(request, notice)
     return redirect("run_detail", pk=pk)
