@@ -200,3 +200,25 @@ def test_an_epoch_chosen_by_someone_since_deleted_is_still_in_use(client, alice,
     html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert html.count("In use</span>") == 1
     assert "chosen by" not in html
+
+
+@pytest.mark.django_db
+def test_a_run_whose_model_was_trained_again_offers_no_epoch_to_use(client, alice):
+    earlier = make_run(alice, RunState.SUCCEEDED)
+    add_samples(earlier, epochs=2, prompts=1)
+    services.record_epoch_choice(earlier, f"epoch-{earlier.pk}-1", alice)
+    make_run(alice, RunState.RUNNING, model=earlier.model)
+    client.force_login(alice)
+
+    for url in (
+        reverse("run_detail", args=[earlier.pk]),
+        reverse("run_samples", args=[earlier.pk]),
+    ):
+        html = client.get(url, **HTMX).content.decode()
+        assert "trained again since this run" in html
+        assert "Use this epoch" not in html and "In use</span>" not in html
+    response = client.post(
+        reverse("run_use_epoch", args=[earlier.pk]), {"epoch": f"epoch-{earlier.pk}-0"}, **HTMX
+    )
+    assert response.status_code == 400
+    assert "latest finished training" in response.content.decode()

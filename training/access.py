@@ -30,12 +30,14 @@ def visible_runs(user) -> QuerySet[TrainingRun]:
     return runs.filter(team__memberships__user=user)
 
 
-def get_run_for_user(user, pk, *, related: tuple[str, ...] = ()) -> TrainingRun:
+def get_run_for_user(user, pk, *, related: tuple[str, ...] = (), **annotations) -> TrainingRun:
     """The run, or 404 when it does not exist or belongs to a team the user may not see.
 
-    `related` names further relations to read in the same query.
+    `related` names further relations, and `annotations` further values, to read in the same
+    query.
     """
     runs = visible_runs(user).select_related("model", "team", "created_by", *related)
+    runs = runs.annotate(**annotations)
     try:
         return runs.get(pk=pk)
     except (TrainingRun.DoesNotExist, ValueError):

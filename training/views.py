@@ -21,7 +21,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.middleware.csrf import get_token
@@ -453,6 +453,12 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
     return {"prompts": [prompts[column] for column in columns], "epoch_rows": rows}
 
 
+def _latest_of_its_model():
+    """True when no later run of the same model exists: the model's epochs are this run's."""
+    later = TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk"))
+    return ~Exists(later)
+
+
 RUN_FIELDS = (
     "pk",
     "state",
@@ -484,7 +490,10 @@ def _run_and_rows(
     chooser = tuple(f"selected_epoch_by__{field}" for field in CHOOSER_FIELDS if with_chooser)
     values = list(
         _with_viewer(access.visible_runs(user).filter(pk=pk), user)
-        .values(*RUN_FIELDS, "viewer_membership_id", "viewer_role", *chooser, *joined)
+        .annotate(latest_of_model=_latest_of_its_model())
+        .values(
+            *RUN_FIELDS, "latest_of_model", "viewer_membership_id", "viewer_role", *chooser, *joined
+        )
         .order_by(*(f"{relation}__{field}" for field in order))
     )
     if not values:
@@ -492,6 +501,7 @@ def _run_and_rows(
     first = values[0]
     run = TrainingRun(**{field: first[field] for field in RUN_FIELDS})
     run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
+    run.latest_of_model = first["latest_of_model"]
     if chooser and run.selected_epoch_by_id is not None:
         names = {field: first[f"selected_epoch_by__{field}"] for field in CHOOSER_FIELDS}
         run.selected_epoch_by = get_user_model()(pk=run.selected_epoch_by_id, **names)
@@ -508,16 +518,25 @@ def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
     """The grid, with the epoch chosen for the model (read with the run, no query here)."""
     grid = _sample_grid(samples, run.parameters)
     for row in grid["epoch_rows"]:
-        row["in_use"] = bool(run.selected_epoch) and row["epoch"] == run.selected_epoch
+        row["in_use"] = (
+            run.latest_of_model and bool(run.selected_epoch) and row["epoch"] == run.selected_epoch
+        )
     chosen_by = person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
     return {
         "run": run,
         "final": run.state in FINAL_STATES,
-        "may_use_epoch": run.state == RunState.SUCCEEDED and _may_manage(user, run),
+        "may_use_epoch": _may_use_epoch(user, run),
+        "superseded": run.state == RunState.SUCCEEDED and not run.latest_of_model,
         "chosen_by": chosen_by,
         **grid,
         **extra,
     }
+
+
+def _may_use_epoch(user, run) -> bool:
+    """Only the model's newest training owns its epochs: an older run's names would now
+    point at the newer training's epochs."""
+    return run.state == RunState.SUCCEEDED and run.latest_of_model and _may_manage(user, run)
 
 
 def _samples_response(request, pk, **extra) -> HttpResponse:
@@ -613,7 +632,9 @@ def _parameter_rows(run) -> list[dict]:
 @login_required
 @require_GET
 def run_detail(request, pk):
-    run = access.get_run_for_user(request.user, pk, related=("selected_epoch_by",))
+    run = access.get_run_for_user(
+        request.user, pk, related=("selected_epoch_by",), latest_of_model=_latest_of_its_model()
+    )
     samples = list(run.samples.all())
     events = list(run.events.values(*TRAIL_FIELDS))
     context = {
@@ -664,13 +685,15 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
 @login_required
 @require_POST
 def run_use_epoch(request, pk):
-    run = access.get_run_for_user(request.user, pk)
+    run = access.get_run_for_user(request.user, pk, latest_of_model=_latest_of_its_model())
     if not _may_manage(request.user, run):
         raise PermissionDenied("Only the team's lead or the run's author may choose its epoch.")
     epoch = request.POST.get("epoch", "")
     sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
-    if run.state != RunState.SUCCEEDED or sample is None:
-        return HttpResponseBadRequest("Only an epoch of a finished training can be used.")
+    if not _may_use_epoch(request.user, run) or sample is None:
+        return HttpResponseBadRequest(
+            "Only an epoch of the model's latest finished training can be used."
+        )
     ok, problem = _set_epoch(run, epoch, request.user)
     number = sample.epoch_index + 1
     notice = f"Epoch {number} is now the model's epoch." if ok else problem
