@@ -225,3 +225,18 @@ def test_an_active_run_counts_against_the_next_launch(budgeted, alice, open_mode
 def test_a_team_without_a_budget_launches_freely(team_b, charlie, open_model):
     run = services.launch_run(user=charlie, model=open_model, parameters={}, quote_cost=10**6)
     assert run.budget_override is False
+
+
+def test_the_form_names_the_overrun_in_cu(spending):
+    status = budgets.status_for(spending, now=NOW)
+    assert budgets.overrun(status, 45) == 0 and budgets.overrun_message(status, 45) == ""
+    assert budgets.overrun(status, 85) == 40
+    assert budgets.overrun_message(status, 85) == (
+        "This run would take Team A 40 CU over its 100 CU monthly budget."
+    )
+
+
+def test_no_overrun_without_a_budget_a_quote_or_a_team(team_b):
+    unlimited = budgets.status_for(team_b, now=NOW)
+    assert budgets.overrun(unlimited, 10**6) == 0
+    assert budgets.overrun(None, 10) == 0

@@ -177,3 +177,48 @@ def test_launching_from_the_browser_lands_on_the_run_page(
     run = TrainingRun.objects.get()
     assert page.url.endswith(f"/runs/{run.pk}/")
     assert cost.replace(" CU", "") in confirmations[0]
+
+
+def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
+    browser_page, live_server, client, alice, bob, synced_models
+):
+    from django.utils import timezone
+
+    from tests.test_history_factories import make_run
+
+    team = alice.membership.team
+    team.monthly_cu_budget = 2000
+    team.save()
+    castle = synced_models["Castle style"]
+    make_run(alice, launched=timezone.now(), cost=1990, model=castle, model_type=castle.type)
+    knight = synced_models["Knight portraits"]
+    page = browser_page
+
+    # Alice sees the bar and, once estimated, why she cannot launch.
+    _sign_in(page, client, alice, live_server)
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    assert "1,990 / 2,000 CU" in page.inner_text(".quote-budget")
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector("#over-budget")
+    assert "over its 2,000 CU monthly budget" in page.inner_text("#over-budget")
+    assert page.is_disabled("button[value='launch']")
+    _screenshot(page, "launch-over-budget-artist.png")
+
+    # Bob, the lead, must tick the override box; without it the launch is refused in words.
+    _sign_in(page, client, bob, live_server)
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.wait_for_selector("#over-budget")
+    assert not page.is_disabled("button[value='launch']")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button[value='launch']")
+    page.wait_for_selector(".quote-panel .error-box")
+    assert "A team lead can override." in page.inner_text(".quote-panel .error-box")
+    assert not TrainingRun.objects.filter(model=knight).exists()
+    page.check("input[name='override_budget']")
+    _screenshot(page, "launch-over-budget-lead.png")
+    page.click("button[value='launch']")
+    page.wait_for_url("**/runs/*/")
+    run = TrainingRun.objects.get(model=knight)
+    assert run.budget_override and run.created_by == bob
+    assert "Budget override by Bob" in run.events.get().message

@@ -158,6 +158,27 @@ def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> st
     )
 
 
+def overrun(status: BudgetStatus | None, quote: float | None) -> float:
+    """How many CU past its budget the team would be after a run at this quote (0 if it fits).
+
+    The same rule as check(): spent + quote over the budget.
+    """
+    if status is None or not status.limited or quote is None:
+        return 0.0
+    return max(status.spent + quote - status.budget, 0.0)
+
+
+def overrun_message(status: BudgetStatus | None, quote: float | None) -> str:
+    """What the form says next to a quote that would break the budget, or ""."""
+    over = overrun(status, quote)
+    if not over:
+        return ""
+    return (
+        f"This run would take {status.team.name} {_cu(over)} CU over its "
+        f"{_cu(status.budget)} CU monthly budget."
+    )
+
+
 def can_override(user, team: Team) -> bool:
     """The team's lead (and staff, who set budgets) may launch past the budget; artists not."""
     if user.is_staff:

@@ -19,7 +19,15 @@ from training.models import ScenarioModel
 
 # Posted names that steer the form rather than hold a training parameter.
 CONTROL_NAMES = frozenset(
-    {"csrfmiddlewaretoken", "model", "from_run", "idempotency_key", "quote_token", "action"}
+    {
+        "csrfmiddlewaretoken",
+        "model",
+        "from_run",
+        "idempotency_key",
+        "quote_token",
+        "action",
+        "override_budget",
+    }
 )
 # Extra blank rows a person may add beyond the trainer's limit are not worth keeping.
 _MAX_ROWS_SHOWN = params.DASHBOARD_MAX_PROMPTS + 5

@@ -31,7 +31,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, params, services
+from training import access, budgets, params, services
 from training.forms import LaunchForm
 from training.models import ScenarioModel, TrainingRun
 from training.scenario import ScenarioClient, ScenarioError
@@ -189,8 +189,32 @@ def _idempotency_key(value: object) -> uuid.UUID:
         return uuid.uuid4()
 
 
+def _budget_context(request, quote: QuoteState) -> dict:
+    """The team's budget bar, and what launching at the quote on screen would do to it.
+
+    An artist over budget cannot launch; the team's lead (or staff) may, by ticking the
+    override box. The service decides again at launch: this only explains it beforehand.
+    """
+    budget = budgets.status_for_user(request.user)
+    over = budgets.overrun_message(budget, quote.cost) if quote.ready else ""
+    return {
+        "budget": budget,
+        "budget_over": over,
+        "may_override": bool(over) and budgets.can_override(request.user, budget.team),
+        # A new estimate asks again: a tick given for one overrun does not carry to another.
+        "override_checked": _wants_override(request) and request.POST.get("action") != "estimate",
+    }
+
+
+def _wants_override(request) -> bool:
+    return request.method == "POST" and request.POST.get("override_budget") == "true"
+
+
 def _context(request, *, model=None, form=None, quote=None, key=None, **extra) -> dict:
     basic, advanced = form.sections() if form else ([], [])
+    quote = quote or QuoteState()
+    # Only the form shows the budget: the picker alone spends no query on it.
+    budget = _budget_context(request, quote) if form else {}
     return {
         "choices": _choices(request.user, model),
         "model": model,
@@ -199,8 +223,9 @@ def _context(request, *, model=None, form=None, quote=None, key=None, **extra) -
         "advanced": advanced,
         "advanced_open": any(b.error for b in advanced),
         "other_errors": form.other_errors if form else [],
-        "quote": quote or QuoteState(),
+        "quote": quote,
         "idempotency_key": key or uuid.uuid4(),
+        **budget,
         **extra,
     }
 
@@ -321,6 +346,7 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
             quote_cost=quote.cost,
             quote_discount=quote.discount,
             idempotency_key=key,
+            override_budget=_wants_override(request),
         )
     except services.LaunchRefused as exc:
         quote.error = str(getattr(exc, "message", "") or exc)[:_MAX_ERROR_CHARS]
@@ -346,7 +372,13 @@ def launch_validate(request):
     quote = _quote_for(form, request.POST.get("quote_token", ""))
     errors = form.errors
     slots = [(f.name, errors.get(f.name, "")) for f in form.family.form_fields]
-    context = {"form": form, "model": model, "quote": quote, "slots": slots}
+    context = {
+        "form": form,
+        "model": model,
+        "quote": quote,
+        "slots": slots,
+        **_budget_context(request, quote),
+    }
     return render(request, f"{TEMPLATE}#validation", context)
 
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, params, services
+from training import access, budgets, params, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -265,8 +265,10 @@ def _board(user, shown: list[int] | tuple = ()) -> dict:
 @require_GET
 def home(request):
     board = _board(request.user)
+    # The budget bar is in the page, not the board: a refresh keeps to its three queries.
+    context = {**board, "budget": budgets.status_for_user(request.user)}
     # This page says "finished" itself, from its own refresh: no second watcher.
-    return render(request, "training/home.html", {**board, "hide_finished_watch": True})
+    return render(request, "training/home.html", {**context, "hide_finished_watch": True})
 
 
 @live_fragment("home")

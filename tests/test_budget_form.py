@@ -1,0 +1,235 @@
+"""The team's budget where people launch: the bar on the dashboard and the training form, the
+warning next to an over-budget quote, the artist's refusal and the lead's override."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from simulator.models import RequestLog
+from tests.test_history_factories import make_run
+from tests.test_launch import HTMX, estimate, post, quote_cost
+from tests.test_launch_helpers import make_model, read_form
+from training import services
+from training.models import RunState, ScenarioModel, TrainingRun
+
+BUDGET = 2000
+OVERRUN = 40
+
+
+def triggers(model) -> int:
+    """Real (not dry-run) trains Scenario received for the model."""
+    return RequestLog.objects.filter(
+        method="PUT", path__endswith="/train", dry_run=False, model_id=model.remote_id
+    ).count()
+
+
+@pytest.fixture
+def spent_1500(team_a, alice, dave):
+    """Team A: a 2,000 CU budget, 1,200 billed and 300 quoted on a queued run this month."""
+    team_a.monthly_cu_budget = BUDGET
+    team_a.save()
+    now = timezone.now()
+    make_run(alice, "Billed", launched=now, quote=1250, cost=1200)
+    make_run(dave, "Queued", state=RunState.QUEUED, launched=now, quote=300)
+    return team_a
+
+
+# --- The bar, with known figures ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_the_teams_budget_bar(client, alice, spent_1500):
+    client.force_login(alice)
+    page = client.get(reverse("home")).content.decode()
+    month = timezone.localtime().strftime("%B")
+    assert 'class="budget ok"' in page
+    assert "1,500 / 2,000 CU" in page
+    assert f"500 CU left in {month}" in page
+    assert "1,200 billed, 300 committed by runs not billed yet" in page
+    assert 'style="width: 75.0%"' in page
+
+
+@pytest.mark.django_db
+def test_the_dashboard_says_by_how_much_the_team_is_over(client, bob, spent_1500):
+    make_run(bob, "Big", launched=timezone.now(), cost=560)
+    client.force_login(bob)
+    page = client.get(reverse("home")).content.decode()
+    assert 'class="budget over"' in page and "Over by 60 CU" in page
+
+
+@pytest.mark.django_db
+def test_the_board_refresh_does_not_carry_the_bar(client, alice, spent_1500):
+    client.force_login(alice)
+    fragment = client.get(reverse("home_board"), headers=HTMX).content.decode()
+    assert 'id="board"' in fragment and 'class="budget' not in fragment
+
+
+@pytest.mark.django_db
+def test_staff_in_no_team_see_no_budget_bar(client, staff, spent_1500):
+    client.force_login(staff)
+    assert 'class="budget' not in client.get(reverse("home")).content.decode()
+    model = make_model("flux.1-lora")
+    page = client.get(reverse("launch"), {"model": model.remote_id}).content.decode()
+    assert 'id="launch-form"' in page and 'class="budget' not in page
+
+
+@pytest.mark.django_db
+def test_the_form_shows_the_budget_bar_by_the_quote_panel(client, alice, spent_1500):
+    model = make_model("flux.1-lora")
+    client.force_login(alice)
+    page = client.get(reverse("launch"), {"model": model.remote_id}).content.decode()
+    panel = page[page.index('id="quote-panel"') :]
+    assert '<div class="quote-budget">' in panel
+    assert "1,500 / 2,000 CU" in panel and "500 CU left in" in panel
+
+
+@pytest.mark.django_db
+def test_the_picker_alone_has_no_quote_panel_and_no_bar(client, alice, spent_1500):
+    client.force_login(alice)
+    assert 'class="budget' not in client.get(reverse("launch")).content.decode()
+
+
+# --- Over budget, against the simulator -----------------------------------------------------
+
+
+@pytest.fixture
+def knight(scenario):
+    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
+    services.sync_models(scenario.client())
+    return ScenarioModel.objects.get(remote_id=remote.id)
+
+
+def spend_up_to_overrun(client, model, user, overrun=OVERRUN) -> float:
+    """Give Team A a 2,000 CU budget with just enough spent that the default quote goes
+    `overrun` CU past it; return the quote."""
+    cost = quote_cost(estimate(client, model))
+    team = user.membership.team
+    team.monthly_cu_budget = BUDGET
+    team.save()
+    make_run(user, "Earlier", launched=timezone.now(), cost=BUDGET - cost + overrun)
+    return cost
+
+
+def launch_button(page: str) -> str:
+    """The launch button's opening tag."""
+    match = re.search(r'<button class="btn primary"[^>]*value="launch"[^>]*>', page, re.S)
+    assert match, "no launch button"
+    return match.group(0)
+
+
+def over_message(overrun=OVERRUN) -> str:
+    return f"This run would take Team A {overrun} CU over its 2,000 CU monthly budget."
+
+
+def test_a_quote_that_fits_says_nothing_about_the_budget(scenario, client, bob, knight):
+    client.force_login(bob)
+    spend_up_to_overrun(client, knight, bob, overrun=0)
+    page = estimate(client, knight).content.decode()
+    assert "quote-panel ready" in page and "would take Team A" not in page
+    assert 'name="override_budget"' not in page
+    assert " disabled" not in launch_button(page)
+    form = read_form(estimate(client, knight))
+    assert post(client, knight, action="launch", base=form.post_data()).status_code == 302
+    assert TrainingRun.objects.filter(model=knight).get().budget_override is False
+
+
+def test_an_artist_sees_why_the_launch_button_is_disabled(scenario, client, alice, knight):
+    client.force_login(alice)
+    cost = spend_up_to_overrun(client, knight, alice)
+    page = estimate(client, knight).content.decode()
+    assert over_message() in page
+    assert "Only a team lead can launch past the budget." in page
+    assert 'name="override_budget"' not in page
+    button = launch_button(page)
+    assert " disabled" in button and 'aria-describedby="over-budget-why"' in button
+    # The bar beside it has the figures the warning comes from.
+    assert f"{BUDGET - cost + OVERRUN:,.0f} / 2,000 CU" in page
+
+
+def test_an_artists_over_budget_launch_is_refused_in_words(scenario, client, alice, knight):
+    client.force_login(alice)
+    cost = spend_up_to_overrun(client, knight, alice)
+    data = read_form(estimate(client, knight)).post_data()
+    # The button is disabled, but a post that reaches the server anyway is refused there.
+    response = post(client, knight, action="launch", base=data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    spent = BUDGET - cost + OVERRUN
+    assert (
+        f"This run&#x27;s quote of {cost:,.0f} CU would take Team A over its monthly budget: "
+        f"{spent:,.0f} of 2,000 CU are spent or committed this month" in page
+    )
+    # Asking to override does not help an artist.
+    data["override_budget"] = ["true"]
+    page = post(client, knight, action="launch", base=data, headers=HTMX).content.decode()
+    assert "Only a team lead can launch past the budget." in page
+    assert '<form id="launch-form"' in page and "<html" not in page
+    assert not TrainingRun.objects.filter(model=knight).exists()
+    assert triggers(knight) == 0
+
+
+def test_the_lead_is_offered_an_explicit_override(scenario, client, bob, knight):
+    client.force_login(bob)
+    spend_up_to_overrun(client, knight, bob)
+    response = estimate(client, knight)
+    page = response.content.decode()
+    assert over_message() in page and "Launch anyway (over budget)" in page
+    form = read_form(response)
+    assert form.value("override_budget") is False
+    button = launch_button(page)
+    assert " disabled" not in button
+    assert over_message() in button  # in the confirmation htmx asks for too
+    # Launching without ticking the box is refused, and says the lead can override.
+    page = post(client, knight, action="launch", base=form.post_data()).content.decode()
+    assert "A team lead can override." in page
+    assert not TrainingRun.objects.filter(model=knight).exists()
+
+
+def test_leaving_a_field_keeps_the_bar_the_warning_and_the_ticked_box(
+    scenario, client, bob, knight
+):
+    client.force_login(bob)
+    spend_up_to_overrun(client, knight, bob)
+    data = read_form(estimate(client, knight)).post_data()
+    data["override_budget"] = ["true"]
+    page = client.post(reverse("launch_validate"), {**data, "model": knight.remote_id})
+    page = page.content.decode()
+    assert '<div class="quote-budget">' in page and over_message() in page
+    assert re.search(r'name="override_budget" value="true"\s+checked', page)
+    # A new estimate is a new overrun: the box must be ticked again.
+    form = read_form(estimate(client, knight, {"nbEpochs": "12", "override_budget": "true"}))
+    assert form.value("override_budget") is False
+
+
+@pytest.mark.worker
+def test_the_leads_override_launches_and_the_trail_names_the_lead(
+    scenario, fast_lifecycle, celery_worker_thread, drive, client, bob, knight
+):
+    client.force_login(bob)
+    cost = spend_up_to_overrun(client, knight, bob)
+    data = read_form(estimate(client, knight)).post_data()
+    data["override_budget"] = ["true"]
+    response = post(client, knight, action="launch", base=data)
+    run = TrainingRun.objects.get(model=knight)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("run_detail", args=[run.pk])
+    assert run.budget_override is True and run.quote_cu_cost == cost
+    event = run.events.get(to_state=RunState.DRAFT)
+    assert (event.actor, event.source) == (bob, "user")
+    spent = BUDGET - cost + OVERRUN
+    assert event.message == (
+        f"Launched. Budget override by Bob: launched for {cost:,.0f} CU with {spent:,.0f} of "
+        "2,000 CU already spent or committed this month."
+    )
+    # The worker sends exactly one trigger to Scenario.
+    drive(lambda: _launched(run), describe=lambda: run.state)
+    assert triggers(knight) == 1
+
+
+def _launched(run) -> bool:
+    run.refresh_from_db()
+    return bool(run.job_id) or run.state in (RunState.QUEUED, RunState.RUNNING) or run.is_final
