@@ -6,58 +6,14 @@ REQUIRE_BROWSER_TESTS=1, when they fail instead. Screenshots land in test-artifa
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 
+from tests.fixtures.browser import save_screenshot
 from training import services
 from training.models import ScenarioModel, TrainingRun
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-
-
-def _missing_browser() -> str:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (python3 -m uv sync)"
-    if not os.path.exists(CHROMIUM):
-        return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-    return ""
-
-
-@pytest.fixture
-def browser_page(live_server, monkeypatch):
-    reason = _missing_browser()
-    if reason:
-        if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":
-            pytest.fail(f"Browser tests are required but {reason}.")
-        pytest.skip(f"Skipped: {reason}. Set REQUIRE_BROWSER_TESTS=1 to fail instead.")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright runs an event loop in this thread; the ORM calls the test makes beside it are
-    # still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1320, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        yield page
-        context.close()
-        browser.close()
 
 
 def _sign_in(page, client, user, live_server) -> None:
@@ -66,13 +22,6 @@ def _sign_in(page, client, user, live_server) -> None:
     page.context.add_cookies(
         [{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": live_server.url}]
     )
-
-
-def _screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 @pytest.fixture
@@ -123,7 +72,7 @@ def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alic
     page.click("button[value='estimate']:not(.visually-hidden)")
     page.wait_for_selector(".quote-panel.ready")
     assert "CU" in page.inner_text(".quote-cost")
-    _screenshot(page, "launch-flux-lora.png")
+    save_screenshot(page, "launch-flux-lora")
 
     # Changing a field after the estimate makes it stale: launching needs a new one.
     page.fill("#id_nbEpochs", "7")
@@ -152,7 +101,7 @@ def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, s
     page.check("#id_removeBackgroundNoise")
     page.click("button[value='estimate']:not(.visually-hidden)")
     page.wait_for_selector(".quote-panel.ready")
-    _screenshot(page, "launch-elevenlabs-voice.png")
+    save_screenshot(page, "launch-elevenlabs-voice")
 
 
 def test_launching_from_the_browser_lands_on_the_run_page(
@@ -202,7 +151,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     page.wait_for_selector("#over-budget")
     assert "over its 2,000 CU monthly budget" in page.inner_text("#over-budget")
     assert page.is_disabled("button[value='launch']")
-    _screenshot(page, "launch-over-budget-artist.png")
+    save_screenshot(page, "launch-over-budget-artist")
 
     # Bob, the lead, must tick the override box; without it the launch is refused in words.
     _sign_in(page, client, bob, live_server)
@@ -216,7 +165,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     assert "A team lead can override." in page.inner_text(".quote-panel .error-box")
     assert not TrainingRun.objects.filter(model=knight).exists()
     page.check("input[name='override_budget']")
-    _screenshot(page, "launch-over-budget-lead.png")
+    save_screenshot(page, "launch-over-budget-lead")
     page.click("button[value='launch']")
     page.wait_for_url("**/runs/*/")
     run = TrainingRun.objects.get(model=knight)
