@@ -69,7 +69,7 @@ def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alic
     page.select_option("[aria-label='Source image for prompt 2']", index=2)
     page.wait_for_selector("#err-sampleSourceImages li", state="detached")
 
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
     assert "CU" in page.inner_text(".quote-cost")
     save_screenshot(page, "launch-flux-lora")
@@ -99,7 +99,7 @@ def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, s
     page.wait_for_selector("#err-language li", state="detached")
     page.fill("#id_voiceDescription", "Warm, calm narrator with a light northern accent")
     page.check("#id_removeBackgroundNoise")
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
     save_screenshot(page, "launch-elevenlabs-voice")
 
@@ -111,7 +111,7 @@ def test_launching_from_the_browser_lands_on_the_run_page(
     _sign_in(page, client, alice, live_server)
     knight = synced_models["Knight portraits"]
     page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
     cost = page.inner_text(".quote-cost")
     confirmations = []
@@ -147,7 +147,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     _sign_in(page, client, alice, live_server)
     page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
     assert "1,990 / 2,000 CU" in page.inner_text(".quote-budget")
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
     assert "over its 2,000 CU monthly budget" in page.inner_text("#over-budget")
     assert page.is_disabled("button[value='launch']")
@@ -156,7 +156,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     # Bob, the lead, must tick the override box; without it the launch is refused in words.
     _sign_in(page, client, bob, live_server)
     page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
     assert not page.is_disabled("button[value='launch']")
     page.on("dialog", lambda dialog: dialog.accept())

@@ -102,7 +102,7 @@ def test_alice_launches_and_watches_her_run_move_up_the_queue_train_and_finish(
     page.fill("[aria-label='Sample prompt 1']", PROMPTS[0])
     page.click("button[value='add_prompt']")
     page.fill("[aria-label='Sample prompt 2']", PROMPTS[1])
-    page.click("button[value='estimate']:not(.visually-hidden)")
+    page.click("button[value='estimate']:not(.sr-only)")
     expect(page.locator(".quote-panel.ready")).to_be_visible()
 
     # Meanwhile Bob launches two: one takes the only GPU slot, the other waits for it.
