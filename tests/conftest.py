@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from training.models import Membership, Role, Team
 
@@ -13,6 +14,26 @@ pytest_plugins = [
 ]
 
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_database_at_the_end(django_db_setup, django_db_blocker):
+    """Close what other threads left open, so the test database can be dropped.
+
+    Idle pool threads of in-process workers and live-server threads serving kept-alive
+    connections keep database sessions of their own, which would make the drop fail.
+    """
+    yield
+    from training import services
+
+    services.close_client()
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from training import access, budgets, params, services
 from training.forms import LaunchForm
 from training.models import ScenarioModel, TrainingRun
-from training.scenario import ScenarioClient, ScenarioError
+from training.scenario import ScenarioError
 
 TEMPLATE = "training/launch.html"
 QUOTE_CACHE_SECONDS = 600
@@ -85,7 +85,7 @@ def fetch_quote(model: ScenarioModel, parameters: dict) -> tuple[float, float]:
     cached = cache.get(key)
     if cached is not None:
         return cached
-    quote = ScenarioClient.from_settings().quote(model.remote_id, parameters)
+    quote = services.scenario_client().quote(model.remote_id, parameters)
     value = (float(quote.cost), float(quote.discount))
     cache.set(key, value, QUOTE_CACHE_SECONDS)
     return value

@@ -386,7 +386,7 @@ def submit_run(run_id: int) -> None:
 
 
 def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
-    client = _client()
+    client = scenario_client()
     if reconcile:
         model = _reconcile(run, client, lease)
         if model is None or _launch_visible(model, run):
@@ -577,7 +577,7 @@ def poll_run(run_id: int) -> None:
     run = _active_run(run_id)
     if run is None or run.state not in POLLED_STATES or not is_launched(run):
         return
-    client = _client()
+    client = scenario_client()
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.NotFound:
@@ -799,7 +799,7 @@ def cancel_run(run_id: int) -> None:
 
 
 def _send_cancel(run: TrainingRun) -> None:
-    client = _client()
+    client = scenario_client()
     try:
         model = client.cancel_training(run.model.remote_id)
     except scenario.NotFound:
@@ -831,7 +831,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     lease = _take_lease(run)
     if lease is None:
         return
-    client = _client()
+    client = scenario_client()
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.NotFound:
@@ -902,7 +902,7 @@ def _claim_due(run: TrainingRun, now: datetime, delay: timedelta) -> bool:
 
 def sync_models(client=None) -> int:
     """Mirror every page of GET /models into ScenarioModel, keeping team assignments."""
-    client = client or _client()
+    client = client or scenario_client()
     now = timezone.now()
     count = 0
     for model in client.iter_models():
@@ -949,8 +949,8 @@ def add_member(team_name: str, username: str, role: str, password: str | None = 
 _clients = threading.local()
 
 
-def _client() -> scenario.ScenarioClient:
-    """This thread's client for the configured Scenario, so polls reuse their connections."""
+def scenario_client() -> scenario.ScenarioClient:
+    """This thread's client for the configured Scenario, so calls reuse their connections."""
     key = (settings.SCENARIO_API_URL, settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET,
            settings.SCENARIO_CONNECT_TIMEOUT, settings.SCENARIO_READ_TIMEOUT,
            settings.SCENARIO_MAX_RETRY_AFTER)  # fmt: skip
@@ -960,6 +960,14 @@ def _client() -> scenario.ScenarioClient:
             cached[1].close()
         cached = _clients.cached = (key, scenario.ScenarioClient.from_settings())
     return cached[1]
+
+
+def close_client() -> None:
+    """Close this thread's Scenario client and its kept-alive connections."""
+    cached = getattr(_clients, "cached", None)
+    if cached is not None:
+        cached[1].close()
+        _clients.cached = None
 
 
 def _active_run(run_id: int) -> TrainingRun | None:

@@ -42,7 +42,7 @@ from training.models import (
     RunState,
     TrainingRun,
 )
-from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioClient, ScenarioError
+from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
 from training.templatetags.monitoring import person
 
 RECENTLY_FINISHED = 10
@@ -672,7 +672,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     Nothing is stored unless Scenario accepted the change.
     """
     try:
-        ScenarioClient.from_settings().set_epoch(run.model.remote_id, epoch)
+        services.scenario_client().set_epoch(run.model.remote_id, epoch)
     except (OutcomeUnknown, ResponseShapeError) as error:
         # The change may have happened: setting the same epoch again is harmless.
         reason = (error.message or "no answer").rstrip(".")
