@@ -370,6 +370,16 @@ def test_the_breakdown_by_month(staff, known_runs):
     assert counts == [(2, 1, 14), (3, 2, 23), (2, 1, 13)]
 
 
+def test_the_page_shows_both_breakdowns_in_words(client, staff, known_runs):
+    client.force_login(staff)
+    text = client.get(HISTORY).content.decode()
+    by_artist = text[text.index('id="by-artist"') : text.index('id="by-month"')]
+    by_month = text[text.index('id="by-month"') :]
+    assert "<th>Artist</th>" in by_artist and "<td>Dave</td>" in by_artist
+    assert "<th>Month</th>" in by_month
+    assert "<td>March 2025</td>" in by_month and "<td>January 2025</td>" in by_month
+
+
 def test_the_weekly_cu_series_stacks_by_artist_or_type(staff, known_runs):
     runs = visible_runs(staff)
     by_artist = reports.cu_per_week(runs, "artist")

@@ -10,7 +10,7 @@ from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.views.decorators.http import require_GET
 
 from training import budgets, charts, params, reports
@@ -97,8 +97,11 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
             "train_mean": charts.human_duration(totals.train_mean),
             "train_p90": charts.human_duration(totals.train_p90),
         },
-        "by_artist": _with_durations(reports.by_artist(runs)),
-        "by_month": _with_durations(reports.by_month(runs)),
+        "by_artist": _breakdown_rows(reports.by_artist(runs), lambda row: row["artist"]),
+        "by_month": _breakdown_rows(
+            reports.by_month(runs),
+            lambda row: dateformat.format(timezone.template_localtime(row["month"]), "F Y"),
+        ),
         "cu_chart": charts.stacked_weeks(cu_weeks),
         "spread_chart": charts.duration_spread(reports.duration_points(runs)),
         "success_chart": charts.success_over_time(outcome_weeks),
@@ -112,8 +115,10 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
     }
 
 
-def _with_durations(rows: list[dict]) -> list[dict]:
+def _breakdown_rows(rows: list[dict], label) -> list[dict]:
+    """Rows of a breakdown table: what the row is about, in words, and its durations."""
     for row in rows:
+        row["label"] = label(row)
         row["queue_text"] = charts.human_duration(row["queue_mean"])
         row["train_text"] = charts.human_duration(row["train_mean"])
     return rows
