@@ -54,8 +54,9 @@ def _table_context(filters: reports.HistoryFilters, page: reports.Page) -> dict:
         run.wall_text = charts.human_duration(run.wall_seconds)
     base = reverse("history")
     pager = {
-        "first": f"{base}?{filters.query()}",
-        "last": f"{base}?{filters.query(last='1')}",
+        # On the first (or last) page already, "First" (or "Last") leads nowhere.
+        "first": f"{base}?{filters.query()}" if page.has_previous else "",
+        "last": f"{base}?{filters.query(last='1')}" if page.has_next else "",
         "next": f"{base}?{filters.query(after=page.next_cursor)}" if page.has_next else "",
         "previous": f"{base}?{filters.query(before=page.previous_cursor)}"
         if page.has_previous
@@ -98,6 +99,9 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
             "train_p90": charts.human_duration(totals.train_p90),
         },
         "by_artist": _breakdown_rows(reports.by_artist(runs), lambda row: row["artist"]),
+        "by_team": _breakdown_rows(reports.by_team(runs), lambda row: row["team"])
+        if user.is_staff
+        else [],
         "by_month": _breakdown_rows(
             reports.by_month(runs),
             lambda row: dateformat.format(timezone.template_localtime(row["month"]), "F Y"),

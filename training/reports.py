@@ -544,6 +544,15 @@ def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
     return _with_rate(rows)
 
 
+def by_team(runs: QuerySet[TrainingRun]) -> list[dict]:
+    """One row per team, biggest spender first (staff see every team)."""
+    rows = list(runs.order_by().values("team_id", "team__name").annotate(**_breakdown_aggregates()))
+    for row in rows:
+        row["team"] = row.pop("team__name") or "?"
+    rows.sort(key=lambda row: (-row["cu_spent"], row["team"]))
+    return _with_rate(rows)
+
+
 def by_month(runs: QuerySet[TrainingRun]) -> list[dict]:
     """One row per calendar month of launch, newest first."""
     rows = (
