@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
@@ -230,16 +229,6 @@ def compare(request):
     return render(request, "training/compare.html", context)
 
 
-def _show(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def parameter_rows(runs) -> list[dict]:
     """Every parameter any of the runs set, one row each, flagged where the values differ."""
     shown_by_run = [params.for_display(run.parameters or {}) for run in runs]
@@ -247,8 +236,15 @@ def parameter_rows(runs) -> list[dict]:
     rows = []
     for name in names:
         values = [shown.get(name) for shown in shown_by_run]
-        shown = [_show(v) for v in values]
-        rows.append({"name": name, "values": shown, "differs": len(set(shown)) > 1})
+        shown = [params.display_value(v) for v in values]
+        rows.append(
+            {
+                "name": name,
+                "label": params.label_for(name),
+                "values": shown,
+                "differs": len(set(shown)) > 1,
+            }
+        )
     return rows
 
 

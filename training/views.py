@@ -593,16 +593,6 @@ def run_trail(request, pk):
 # --- Run page ------------------------------------------------------------------------------
 
 
-def _display(value) -> str:
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list | tuple):
-        return "\n".join(_display(item) for item in value)
-    if value is None:
-        return "—"
-    return str(value)
-
-
 def _parameter_rows(run) -> list[dict]:
     """The run's parameters in the form's words, each marked when it differs from the default.
 
@@ -623,8 +613,10 @@ def _parameter_rows(run) -> list[dict]:
             {
                 "name": name,
                 "label": field.label if field else name,
-                "value": _display(shown[name]),
-                "default": _display(defaults[name]) if known and name in defaults else "",
+                "value": params.display_value(shown[name]),
+                "default": params.display_value(defaults[name])
+                if known and name in defaults
+                else "",
                 "changed": known and (name not in defaults or defaults[name] != value),
             }
         )
