@@ -218,3 +218,46 @@ def test_typing_in_a_field_then_clicking_estimate_leaves_a_clean_console(
     page.wait_for_timeout(500)
     assert errors == []
     assert favicon_misses == []
+
+
+# --- Screenshots -------------------------------------------------------------------------------
+
+
+def test_it_saves_screenshots_of_an_older_runs_samples_and_the_403_page(
+    transactional_db, open_context, alice, dave
+):
+    from playwright.sync_api import expect
+
+    from tests.test_views import add_samples
+
+    earlier = make_run(alice, RunState.SUCCEEDED, name="Knight portraits")
+    add_samples(earlier, epochs=2, prompts=2)
+    later = make_run(alice, RunState.SUCCEEDED, model=earlier.model)
+    page = open_context(alice).new_page()
+    page.goto(f"/runs/{earlier.pk}/")
+    notice = page.locator("#run-samples .superseded")
+    expect(notice).to_contain_text("These epochs can no longer be picked")
+    save_screenshot(page, "run-older-superseded")
+    notice.get_by_role("link", name=f"run #{later.pk}").click()
+    expect(page).to_have_url(re.compile(rf"/runs/{later.pk}/$"))
+
+    # A form posted where Alice may not act (cancel Dave's run) answers with the site's 403.
+    theirs = make_run(dave, RunState.RUNNING, name="Dave's castle")
+    page.goto(f"/runs/{theirs.pk}/")
+    page.evaluate(
+        """(url) => {
+          const form = document.createElement("form");
+          form.method = "post";
+          form.action = url;
+          const token = document.createElement("input");
+          token.name = "csrfmiddlewaretoken";
+          token.value = document.cookie.match(/csrftoken=([^;]+)/)[1];
+          form.append(token);
+          document.body.append(form);
+          form.submit();
+        }""",
+        f"/runs/{theirs.pk}/cancel/",
+    )
+    expect(page.get_by_role("heading", name="You may not do that")).to_be_visible()
+    expect(page.locator(".reason")).to_have_text("You may not cancel this run.")
+    save_screenshot(page, "forbidden")
