@@ -104,6 +104,24 @@ def test_it_aligns_samples_by_prompt_text_not_position(client, alice, trio):
     assert "No sample for this prompt." in response.text
 
 
+def test_parameters_are_named_in_the_forms_words_and_lists_read_one_item_a_line(
+    client, alice, trio
+):
+    for run in trio[:2]:
+        run.parameters = {**run.parameters, "samplePrompts": ["a castle at dawn", "a moat"]}
+        run.save(update_fields=["parameters"])
+    response = compare(client, alice, [r.pk for r in trio])
+    rows = {row["name"]: row for row in response.context["parameters"]}
+    assert rows["learningRate"]["label"] == "Learning rate"
+    assert rows["samplePrompts"]["label"] == "Sample prompts"
+    assert rows["samplePrompts"]["values"][0] == "a castle at dawn\na moat"
+    text = response.content.decode()
+    row = text[text.index('data-param="samplePrompts"') :]
+    row = row[: row.index("</tr>")]
+    assert "Sample prompts" in row and "a castle at dawn<br>a moat" in row
+    assert "[" not in row and "&quot;" not in row
+
+
 def test_two_runs_are_enough_and_repeated_parameters_work_too(client, alice, trio):
     client.force_login(alice)
     response = client.get(COMPARE, {"runs": [trio[0].pk, trio[2].pk]})

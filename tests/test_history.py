@@ -121,13 +121,14 @@ def test_bad_filter_values_are_reported_and_ignored_not_a_500(client, staff, kno
     assert "Unknown state" in response.text
 
 
-def test_filters_are_kept_in_sort_paging_and_csv_links(client, staff, known_runs):
+def test_filters_are_kept_in_sort_paging_and_csv_links(client, staff, known_runs, monkeypatch):
+    monkeypatch.setattr(reports, "PAGE_SIZE", 1)
     client.force_login(staff)
-    response = client.get(HISTORY, {"q": "castle", "state": "failed"})
+    response = client.get(HISTORY, {"q": "castle", "type": "flux.1-lora"})
     for column in response.context["columns"]:
-        assert "q=castle" in column["url"] and "state=failed" in column["url"]
+        assert "q=castle" in column["url"] and "type=flux.1-lora" in column["url"]
     assert "q=castle" in response.context["csv_url"]
-    assert "state=failed" in response.context["pager"]["last"]
+    assert "type=flux.1-lora" in response.context["pager"]["last"]
 
 
 # --- sorting ------------------------------------------------------------------------------
@@ -262,6 +263,19 @@ def test_the_page_links_lead_to_the_next_and_previous_pages(client, staff, many_
     last = client.get(first.context["pager"]["last"])
     assert ids(last.context["page"].rows) == walked[-10:]
     assert last.context["pager"]["next"] == ""
+    # "First" leads somewhere from every page but the first; "Last" likewise.
+    assert first.context["pager"]["first"] == "" and first.context["pager"]["last"]
+    assert last.context["pager"]["last"] == "" and last.context["pager"]["first"]
+
+
+def test_a_single_page_offers_no_first_or_last_link(client, staff, known_runs):
+    client.force_login(staff)
+    text = client.get(HISTORY).content.decode()
+    pager = text[text.index('class="pager"') :]
+    pager = pager[: pager.index("</nav>")]
+    assert "<a " not in pager
+    assert '<span class="btn small disabled">« First</span>' in pager
+    assert '<span class="btn small disabled">Last »</span>' in pager
 
 
 def test_a_mangled_cursor_shows_the_first_page(client, staff, many_runs):
@@ -360,6 +374,25 @@ def test_the_breakdown_by_artist(staff, known_runs):
     assert rows["Dave"]["queue_mean"] == pytest.approx(135)
     assert rows["Dave"]["success_rate"] == 1.0
     assert [row["artist"] for row in reports.by_artist(visible_runs(staff))][0] == "Dave"
+
+
+def test_the_breakdown_by_team(staff, known_runs):
+    rows = reports.by_team(visible_runs(staff))
+    assert [(row["team"], row["runs"], row["cu_spent"]) for row in rows] == [
+        ("Team A", 6, 47),
+        ("Team B", 1, 3),
+    ]
+    assert rows[0]["success_rate"] == pytest.approx(0.75)
+
+
+def test_staff_see_a_table_per_team_and_leads_do_not(client, staff, bob, known_runs):
+    client.force_login(staff)
+    text = client.get(HISTORY).content.decode()
+    by_team = text[text.index('id="by-team"') : text.index('id="by-artist"')]
+    assert "<th>Team</th>" in by_team
+    assert "<td>Team A</td>" in by_team and "<td>Team B</td>" in by_team
+    client.force_login(bob)
+    assert 'id="by-team"' not in client.get(HISTORY).text
 
 
 def test_the_breakdown_by_month(staff, known_runs):

@@ -53,6 +53,19 @@ def test_weekly_bars_stack_one_segment_per_key_with_a_legend():
     assert [label for label, _ in chart.legend] == ["Alice", "Dave"]
 
 
+def test_week_labels_name_the_week_by_its_monday():
+    # 1 December 2026 is a Tuesday: its week starts on Monday 30 November, and a bare
+    # "30 Nov" under the bar of December's first runs reads as the wrong day.
+    weeks = [dt.date(2026, 11, 23), dt.date(2026, 11, 30)]
+    series = StackedSeries(weeks, ["Alice"], {"Alice": [4, 6]})
+    labels = [text.text for text in parse(charts.stacked_weeks(series)).iter(f"{SVG}text")]
+    assert "week of 30 Nov" in labels and "week of 23 Nov" in labels
+    assert "30 Nov" not in labels
+    rates = [RatePoint(dt.date(2026, 11, 30), 1, 0, 1), RatePoint(dt.date(2026, 12, 7), 1, 1, 2)]
+    labels = [text.text for text in parse(charts.success_over_time(rates)).iter(f"{SVG}text")]
+    assert "week of 7 Dec" in labels
+
+
 def test_names_are_escaped_inside_the_svg():
     series = StackedSeries(
         [dt.date(2025, 1, 6)], ["<script>x</script>"], {"<script>x</script>": [3]}

@@ -184,6 +184,9 @@ def test_bob_cancels_a_running_run_of_another_artist_in_his_team(
     assert "Cancel requested" in answer.value.text()
     expect(page.locator("#run-state")).to_have_text(re.compile("Cancel requested|Canceled"))
     expect(page.locator("#run-state")).to_have_text("Canceled")
+    # The samples card follows without a reload: no more "images appear after each epoch".
+    expect(page.locator("#run-samples")).not_to_contain_text("Sample images appear here")
+    expect(page.locator("#run-samples")).not_to_have_attribute("hx-trigger", re.compile(".+"))
 
     trail = page.locator("#run-trail li", has_text="Cancel requested")
     expect(trail.locator(".who")).to_have_text("Bob")

@@ -203,7 +203,7 @@ def test_canceling_a_run_on_its_way_asks_for_a_cancel(
     assert run.state == S.CANCEL_REQUESTED
     event = run.events.get()
     assert (event.from_state, event.source, event.actor) == (state, "user", alice)
-    assert "alice" in event.message
+    assert event.message == "Cancel requested by Alice"  # her name, as the trail shows it
 
 
 def test_canceling_twice_is_harmless(alice, bob, model, django_capture_on_commit_callbacks):
@@ -291,10 +291,20 @@ def test_the_sweep_picks_up_runs_with_no_poll_time(
 
 def test_polls_wait_longer_deep_in_a_queue_than_while_running(settings):
     running = services._poll_delay(S.RUNNING, {"stage": "running-train"})
-    first = services._poll_delay(S.QUEUED, {"stage": "queued-for-train", "queue_position": 0})
+    second = services._poll_delay(S.QUEUED, {"stage": "queued-for-train", "queue_position": 1})
     deep = services._poll_delay(S.QUEUED, {"stage": "queued-for-train", "queue_position": 12})
-    assert running < first < deep
+    assert running < second < deep
     assert deep <= timedelta(seconds=services.setting("POLL_MAX_SECONDS"))
+
+
+def test_the_run_next_in_line_is_polled_as_often_as_a_training_one(settings):
+    running = services._poll_delay(S.RUNNING, {"stage": "running-train"})
+    next_in_line = services._poll_delay(
+        S.QUEUED, {"stage": "queued-for-train", "queue_position": 0}
+    )
+    unknown_place = services._poll_delay(S.QUEUED, {"stage": "pending", "queue_position": None})
+    assert next_in_line == running
+    assert unknown_place == timedelta(seconds=settings.POLL_QUEUED_SECONDS)
 
 
 def test_failed_polls_back_off_but_honour_retry_after():

@@ -617,6 +617,8 @@ def test_non_default_parameters_are_marked_and_secrets_hidden(client, alice):
 
 @pytest.mark.django_db
 def test_a_lead_cancels_a_teammates_run_and_the_trail_names_them(client, alice, bob):
+    bob.last_name = "Marley"
+    bob.save(update_fields=["last_name"])
     run = make_run(alice, RunState.RUNNING)
     client.force_login(bob)
     response = client.post(reverse("run_cancel", args=[run.pk]), **HTMX)
@@ -627,8 +629,10 @@ def test_a_lead_cancels_a_teammates_run_and_the_trail_names_them(client, alice, 
     assert "trail-changed" in response["HX-Trigger"]
     event = RunEvent.objects.get(run=run, to_state=RunState.CANCEL_REQUESTED)
     assert event.actor == bob
+    # The message names him as the trail does, not by his username.
+    assert event.message == "Cancel requested by Bob Marley"
     html = client.get(reverse("run_trail", args=[run.pk]), **HTMX).content.decode()
-    assert '<span class="who">Bob</span>' in html
+    assert '<span class="who">Bob Marley</span>' in html and "by bob" not in html
 
 
 @pytest.mark.django_db

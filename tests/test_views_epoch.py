@@ -82,7 +82,9 @@ def test_a_503_from_scenario_is_said_in_words_not_a_500(scenario, client, bob):
     # A 503 to a write may come after Scenario acted: the words say so, and to try again.
     assert "Scenario may not have switched the epoch" in html
     assert "Try again." in html
-    assert "In use" not in html
+    # The first epoch was not taken: Scenario still uses its default, the last one.
+    assert "In use" not in html.split('<tr data-epoch="1"')[1].split("</tr>")[0]
+    assert "In use" in html.split('<tr data-epoch="2"')[1].split("</tr>")[0]
     assert SimModel.objects.get(id=model.id).selected_epoch == ""
     assert TrainingRun.objects.get(pk=run.pk).selected_epoch == ""
 
@@ -101,7 +103,7 @@ def test_an_epoch_of_a_model_scenario_has_not_trained_is_refused_in_words(scenar
     assert response.status_code == 200
     assert "Scenario did not switch the epoch: epoch can only be set on a trained model" in html
     assert 'class="error-box epoch-notice"' in html
-    assert "In use" not in html
+    assert "In use" not in html.split('<tr data-epoch="1"')[1].split("</tr>")[0]
     assert html.count("Use this epoch") == 2
     assert TrainingRun.objects.get(pk=run.pk).selected_epoch == ""
 
@@ -215,7 +217,7 @@ def test_a_run_whose_model_was_trained_again_offers_no_epoch_to_use(client, alic
         reverse("run_samples", args=[earlier.pk]),
     ):
         html = client.get(url, **HTMX).content.decode()
-        assert "trained again since this run" in html
+        assert "These epochs can no longer be picked: the model was trained again" in html
         assert "Use this epoch" not in html and "In use</span>" not in html
     response = client.post(
         reverse("run_use_epoch", args=[earlier.pk]), {"epoch": f"epoch-{earlier.pk}-0"}, **HTMX

@@ -85,6 +85,11 @@ def _y_axis(ticks: list[float], y, fmt=_number, width: int = WIDTH) -> list[str]
     return parts
 
 
+def week_label(monday) -> str:
+    """Name a week by its Monday: a bare "30 Nov" under the week of 1 December misleads."""
+    return f"week of {monday.day} {monday:%b}"
+
+
 def _x_labels(labels: list[str], x, every: int) -> list[str]:
     return [
         f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" fill="{MUTED}">'
@@ -129,8 +134,8 @@ def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDT
                 f"<title>{escape(f'Week of {week:%d %b %Y} · {key}: {value:,.0f} {unit}')}"
                 "</title></rect>"
             )
-    labels = [f"{week:%d %b}" for week in series.weeks]
-    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 14)))
+    labels = [week_label(week) for week in series.weeks]
+    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 8)))
     legend = [(key, colours[key]) for key in series.keys]
     return Chart(_svg(body, f"{unit} per week", width), legend)
 
@@ -218,6 +223,6 @@ def success_over_time(points: list[RatePoint]) -> Chart | None:
             f'<circle cx="{x(i):.1f}" cy="{y(p.rate * 100):.1f}" r="3.5" fill="#fff" '
             f'stroke="{PALETTE[0]}" stroke-width="2"><title>{escape(tip)}</title></circle>'
         )
-    labels = [f"{p.week:%d %b}" for p in points]
-    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 8)))
+    labels = [week_label(p.week) for p in points]
+    body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 5)))
     return Chart(_svg(body, "Success rate per week"), [("succeeded ÷ (succeeded + failed)", "")])

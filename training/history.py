@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
@@ -54,8 +53,9 @@ def _table_context(filters: reports.HistoryFilters, page: reports.Page) -> dict:
         run.wall_text = charts.human_duration(run.wall_seconds)
     base = reverse("history")
     pager = {
-        "first": f"{base}?{filters.query()}",
-        "last": f"{base}?{filters.query(last='1')}",
+        # On the first (or last) page already, "First" (or "Last") leads nowhere.
+        "first": f"{base}?{filters.query()}" if page.has_previous else "",
+        "last": f"{base}?{filters.query(last='1')}" if page.has_next else "",
         "next": f"{base}?{filters.query(after=page.next_cursor)}" if page.has_next else "",
         "previous": f"{base}?{filters.query(before=page.previous_cursor)}"
         if page.has_previous
@@ -98,6 +98,9 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
             "train_p90": charts.human_duration(totals.train_p90),
         },
         "by_artist": _breakdown_rows(reports.by_artist(runs), lambda row: row["artist"]),
+        "by_team": _breakdown_rows(reports.by_team(runs), lambda row: row["team"])
+        if user.is_staff
+        else [],
         "by_month": _breakdown_rows(
             reports.by_month(runs),
             lambda row: dateformat.format(timezone.template_localtime(row["month"]), "F Y"),
@@ -226,16 +229,6 @@ def compare(request):
     return render(request, "training/compare.html", context)
 
 
-def _show(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def parameter_rows(runs) -> list[dict]:
     """Every parameter any of the runs set, one row each, flagged where the values differ."""
     shown_by_run = [params.for_display(run.parameters or {}) for run in runs]
@@ -243,8 +236,15 @@ def parameter_rows(runs) -> list[dict]:
     rows = []
     for name in names:
         values = [shown.get(name) for shown in shown_by_run]
-        shown = [_show(v) for v in values]
-        rows.append({"name": name, "values": shown, "differs": len(set(shown)) > 1})
+        shown = [params.display_value(v) for v in values]
+        rows.append(
+            {
+                "name": name,
+                "label": params.label_for(name),
+                "values": shown,
+                "differs": len(set(shown)) > 1,
+            }
+        )
     return rows
 
 

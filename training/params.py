@@ -578,6 +578,22 @@ def for_display(parameters: Mapping[str, object]) -> dict[str, object]:
     }
 
 
+def display_value(value: object) -> str:
+    """Say a parameter's value as a person reads it: lists one item a line, Yes/No, — for none."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list | tuple):
+        return "\n".join(display_value(item) for item in value)
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def label_for(name: str) -> str:
+    """The form's label for a parameter name; a name the table does not know stays as it is."""
+    return SPEC[name].label if name in SPEC else name
+
+
 # --- Validation -----------------------------------------------------------------------------
 
 _UNSET = object()

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from training.access import membership_of
 from training.models import EpochSample, Role, RunState, Team, TrainingRun
+from training.templatetags.monitoring import person
 
 PAGE_SIZE = 50
 SCATTER_LIMIT = 400
@@ -293,7 +294,7 @@ def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
         .objects.filter(pk__in=visible.order_by().values("created_by_id"))
         .order_by("first_name", "last_name", "username")
     )
-    artists = [(p.pk, p.get_full_name() or p.get_username()) for p in people]
+    artists = [(p.pk, person(p)) for p in people]
     types = list(visible.order_by("model_type").values_list("model_type", flat=True).distinct())
     return FilterChoices(teams, artists, types, list(RunState.choices))
 
@@ -531,7 +532,7 @@ def names_of(user_ids) -> dict[int, str]:
     out of aggregates over many runs.
     """
     people = get_user_model().objects.filter(pk__in=set(user_ids))
-    return {p.pk: p.get_full_name() or p.get_username() for p in people}
+    return {p.pk: person(p) for p in people}
 
 
 def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
@@ -541,6 +542,15 @@ def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
     for row in rows:
         row["artist"] = names.get(row["created_by_id"], "?")
     rows.sort(key=lambda row: (-row["cu_spent"], row["artist"]))
+    return _with_rate(rows)
+
+
+def by_team(runs: QuerySet[TrainingRun]) -> list[dict]:
+    """One row per team, biggest spender first (staff see every team)."""
+    rows = list(runs.order_by().values("team_id", "team__name").annotate(**_breakdown_aggregates()))
+    for row in rows:
+        row["team"] = row.pop("team__name") or "?"
+    rows.sort(key=lambda row: (-row["cu_spent"], row["team"]))
     return _with_rate(rows)
 
 

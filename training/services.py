@@ -42,6 +42,7 @@ from training.models import (
     Team,
     TrainingRun,
 )
+from training.templatetags.monitoring import person
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def request_cancel(run: TrainingRun, user) -> bool:
     """
     if not access.can_cancel(user, run):
         raise PermissionDenied("You may not cancel this run.")
-    who = user.get_username()
+    who = person(user)
     if run.state == S.DRAFT and transition(
         run,
         S.CANCELED,
@@ -764,10 +765,19 @@ def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _poll_delay(state: str, snapshot: dict) -> timedelta:
-    """Short while running, longer the deeper the run waits in Scenario's queue."""
+    """Short while running or next in line, longer the deeper the run waits in the queue.
+
+    The run next in line may start any moment: polled as often as a training one, its page
+    stops saying "waiting" soon after Scenario starts it.
+    """
+    next_in_line = snapshot.get("queue_position") == 0
     if state == S.CANCEL_REQUESTED:
         seconds = setting("POLL_CANCEL_SECONDS")
-    elif state == S.RUNNING or snapshot.get("stage") in {"starting-train", "running-train"}:
+    elif (
+        state == S.RUNNING
+        or snapshot.get("stage") in {"starting-train", "running-train"}
+        or next_in_line
+    ):
         seconds = setting("POLL_RUNNING_SECONDS")
     else:
         ahead = snapshot.get("queue_position") or 0

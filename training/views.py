@@ -43,7 +43,7 @@ from training.models import (
     TrainingRun,
 )
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
-from training.templatetags.monitoring import person
+from training.templatetags.monitoring import duration, person
 
 RECENTLY_FINISHED = 10
 CANCELABLE_STATES = frozenset(
@@ -203,6 +203,32 @@ def _finished_message(run) -> str:
     return f"{name} finished, {epochs} epoch{'s' if epochs != 1 else ''}"
 
 
+def _finished_event(runs, user) -> dict:
+    """What the "run-finished" client event carries: a toast line for each run, and for the
+    viewer's own runs what a browser notification says and where its click leads."""
+    mine = [
+        {
+            "id": run.pk,
+            "url": reverse("run_detail", args=[run.pk]),
+            "model": run.model.name or run.model.remote_id,
+            "outcome": FINAL_LABELS.get(run.state, run.state),
+            "duration": duration(_run_seconds(run)),
+        }
+        for run in runs
+        if run.created_by_id == user.pk
+    ]
+    return {"messages": [_finished_message(run) for run in runs], "runs": mine}
+
+
+def _run_seconds(run) -> float | None:
+    """How long a finished run took: its training, else launch to end (canceled in the queue)."""
+    if run.train_duration is not None:
+        return run.train_duration
+    if run.finished_at is None:
+        return None
+    return (run.finished_at - run.created_at).total_seconds()
+
+
 def _newest_sample() -> QuerySet[EpochSample]:
     return EpochSample.objects.filter(run=OuterRef("pk")).order_by("-epoch_index", "prompt_index")
 
@@ -278,8 +304,8 @@ def home_board(request):
         return _unchanged()
     response = _fragment(request, "training/home.html#board", board)
     if board["finished_now"]:
-        messages_ = [_finished_message(run) for run in board["finished_now"]]
-        trigger_client_event(response, "run-finished", {"messages": messages_})
+        event = _finished_event(board["finished_now"], request.user)
+        trigger_client_event(response, "run-finished", event)
     return response
 
 
@@ -299,8 +325,7 @@ def runs_finished(request):
     response = _fragment(
         request, "training/finished_watch.html", {"since_us": _us(runs[-1].finished_at)}
     )
-    messages_ = [_finished_message(run) for run in runs]
-    return trigger_client_event(response, "run-finished", {"messages": messages_})
+    return trigger_client_event(response, "run-finished", _finished_event(runs, request.user))
 
 
 # --- Run page: the live panel --------------------------------------------------------------
@@ -329,9 +354,20 @@ def _current_stage(run, history) -> int:
     return 1
 
 
-def _timeline(run) -> list[dict]:
+def ended_at(run, history) -> datetime | None:
+    """When the run ended, by Scenario's clock: the job's final status, else its stats.
+
+    The Stages card, the Job status card and the timing all show this one time; when the
+    dashboard noticed (finished_at) stands in only when Scenario gave no date.
+    """
+    if run.state not in FINAL_STATES:
+        return None
+    final = next((at for at, status in reversed(history) if status in JOB_FINAL), None)
+    return final or run.train_ended_at or run.finished_at
+
+
+def _timeline(run, history) -> list[dict]:
     """Launched → queued → starting → training → finished, with the time of each step seen."""
-    history = _history(run)
 
     def first(statuses):
         return next((at for at, status in history if status in statuses), None)
@@ -341,7 +377,7 @@ def _timeline(run) -> list[dict]:
         "queued": first({"queued"}) or run.submitted_at,
         "starting": first(JOB_STARTING),
         "running": first(JOB_RUNNING) or run.train_started_at,
-        "finished": run.finished_at or first(JOB_FINAL) or run.train_ended_at,
+        "finished": ended_at(run, history),
     }
     final = run.state in FINAL_STATES
     current = len(STAGES) - 1 if final else _current_stage(run, history)
@@ -365,13 +401,15 @@ def _timeline(run) -> list[dict]:
 
 def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
     now = timezone.now()
+    history = _history(run)
     return {
         "run": run,
         "who": person(run.created_by),
         "final": run.state in FINAL_STATES,
         "may_cancel": run.state in CANCELABLE_STATES and _may_manage(user, run),
-        "timeline": _timeline(run),
-        "history": _history(run),
+        "timeline": _timeline(run, history),
+        "history": history,
+        "ended_at": ended_at(run, history),
         "remaining_now_ms": _remaining_ms(run, now),
         "queued": run.state == RunState.QUEUED,
         "live_token": str(_us(run.updated_at)),
@@ -408,8 +446,9 @@ def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpRe
     ):
         return _unchanged()
     response = _fragment(request, "training/run_detail.html#live", context)
-    # The grid and the audit trail reload only when their rows changed.
-    if query.get("samples") != str(run.sample_count):
+    # The grid and the audit trail reload only when their rows changed, and the grid once
+    # more when the run ends: its "images appear after each epoch" must not outlive it.
+    if query.get("samples") != str(run.sample_count) or context["final"]:
         trigger_client_event(response, "samples-changed")
     if "trail-changed" in force_events or query.get("events") != str(run.event_count):
         trigger_client_event(response, "trail-changed")
@@ -455,10 +494,18 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
     return {"prompts": [prompts[column] for column in columns], "epoch_rows": rows}
 
 
+def _later_runs():
+    return TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk"))
+
+
 def _latest_of_its_model():
     """True when no later run of the same model exists: the model's epochs are this run's."""
-    later = TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk"))
-    return ~Exists(later)
+    return ~Exists(_later_runs())
+
+
+def _newest_of_its_model():
+    """The pk of the model's newest run when it is not this one: where its epochs went."""
+    return Subquery(_later_runs().order_by("-pk").values("pk")[:1])
 
 
 RUN_FIELDS = (
@@ -492,9 +539,15 @@ def _run_and_rows(
     chooser = tuple(f"selected_epoch_by__{field}" for field in CHOOSER_FIELDS if with_chooser)
     values = list(
         _with_viewer(access.visible_runs(user).filter(pk=pk), user)
-        .annotate(latest_of_model=_latest_of_its_model())
+        .annotate(latest_of_model=_latest_of_its_model(), newest_run_id=_newest_of_its_model())
         .values(
-            *RUN_FIELDS, "latest_of_model", "viewer_membership_id", "viewer_role", *chooser, *joined
+            *RUN_FIELDS,
+            "latest_of_model",
+            "newest_run_id",
+            "viewer_membership_id",
+            "viewer_role",
+            *chooser,
+            *joined,
         )
         .order_by(*(f"{relation}__{field}" for field in order))
     )
@@ -503,7 +556,7 @@ def _run_and_rows(
     first = values[0]
     run = TrainingRun(**{field: first[field] for field in RUN_FIELDS})
     run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
-    run.latest_of_model = first["latest_of_model"]
+    run.latest_of_model, run.newest_run_id = first["latest_of_model"], first["newest_run_id"]
     if chooser and run.selected_epoch_by_id is not None:
         names = {field: first[f"selected_epoch_by__{field}"] for field in CHOOSER_FIELDS}
         run.selected_epoch_by = get_user_model()(pk=run.selected_epoch_by_id, **names)
@@ -519,20 +572,31 @@ def _run_and_rows(
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
     """The grid, with the epoch chosen for the model (read with the run, no query here)."""
     grid = _sample_grid(samples, run.parameters)
+    in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
-        row["in_use"] = (
-            run.latest_of_model and bool(run.selected_epoch) and row["epoch"] == run.selected_epoch
-        )
+        row["in_use"] = row["epoch"] == in_use
     chosen_by = person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
     return {
         "run": run,
         "final": run.state in FINAL_STATES,
         "may_use_epoch": _may_use_epoch(user, run),
         "superseded": run.state == RunState.SUCCEEDED and not run.latest_of_model,
+        "newest_run_id": getattr(run, "newest_run_id", None),
         "chosen_by": chosen_by,
+        "epoch_by_default": bool(in_use) and not run.selected_epoch,
         **grid,
         **extra,
     }
+
+
+def _epoch_in_use(run, epoch_rows: list[dict]) -> str:
+    """The epoch Scenario generates with: the one chosen, else the last one (its default).
+
+    Only a finished training's epochs, and only while no later training replaced them.
+    """
+    if run.state != RunState.SUCCEEDED or not run.latest_of_model or not epoch_rows:
+        return ""
+    return run.selected_epoch or epoch_rows[-1]["epoch"]
 
 
 def _may_use_epoch(user, run) -> bool:
@@ -593,16 +657,6 @@ def run_trail(request, pk):
 # --- Run page ------------------------------------------------------------------------------
 
 
-def _display(value) -> str:
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list | tuple):
-        return "\n".join(_display(item) for item in value)
-    if value is None:
-        return "—"
-    return str(value)
-
-
 def _parameter_rows(run) -> list[dict]:
     """The run's parameters in the form's words, each marked when it differs from the default.
 
@@ -623,8 +677,10 @@ def _parameter_rows(run) -> list[dict]:
             {
                 "name": name,
                 "label": field.label if field else name,
-                "value": _display(shown[name]),
-                "default": _display(defaults[name]) if known and name in defaults else "",
+                "value": params.display_value(shown[name]),
+                "default": params.display_value(defaults[name])
+                if known and name in defaults
+                else "",
                 "changed": known and (name not in defaults or defaults[name] != value),
             }
         )
@@ -635,7 +691,11 @@ def _parameter_rows(run) -> list[dict]:
 @require_GET
 def run_detail(request, pk):
     run = access.get_run_for_user(
-        request.user, pk, related=("selected_epoch_by",), latest_of_model=_latest_of_its_model()
+        request.user,
+        pk,
+        related=("selected_epoch_by",),
+        latest_of_model=_latest_of_its_model(),
+        newest_run_id=_newest_of_its_model(),
     )
     samples = list(run.samples.all())
     events = list(run.events.values(*TRAIL_FIELDS))

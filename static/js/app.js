@@ -49,3 +49,18 @@ document.addEventListener("click", (event) => {
 document.addEventListener("click", (event) => {
   if (event.target.id === "enlarge") event.target.close();
 });
+
+// The launch form: a field's check runs beside the form's own requests (aborting it would log
+// an error). One that answers after an estimate replaced the form would paint the old form's
+// errors and quote over the new one: it is dropped.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const field = event.detail.elt;
+  if (!field.matches || !field.matches("#launch-form [hx-post][hx-swap='none']")) return;
+  field.addEventListener(
+    "htmx:beforeSwap",
+    (swap) => {
+      if (!field.isConnected) swap.detail.shouldSwap = false;
+    },
+    { once: true },
+  );
+});

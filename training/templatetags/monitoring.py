@@ -40,6 +40,15 @@ JOB_STATUS_WORDS = {
     "canceled": "Canceled",
 }
 
+# A Scenario model's status, on the launch form's model cards.
+MODEL_STATUS_WORDS = {
+    "new": "Never trained",
+    "training": "Training now",
+    "trained": "Trained",
+    "failed": "Last training failed",
+    "training-canceled": "Last training canceled",
+}
+
 
 @register.filter
 def stage_words(run) -> str:
@@ -57,6 +66,11 @@ def state_words(state: str) -> str:
 @register.filter
 def job_status_words(status: str) -> str:
     return JOB_STATUS_WORDS.get(status, (status or "").replace("-", " ").capitalize())
+
+
+@register.filter
+def model_status_words(status: str) -> str:
+    return MODEL_STATUS_WORDS.get(status, (status or "").replace("-", " ").capitalize())
 
 
 @register.filter
