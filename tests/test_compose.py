@@ -218,3 +218,18 @@ def test_check_deploy_is_clean_with_the_documented_production_environment():
     result = run_clean(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_in_debug_without_a_key_each_data_folder_gets_its_own_random_key(tmp_path):
+    script = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+    def key_in(folder):
+        result = run_clean(["-c", script], {"DASHBOARD_DATA_DIR": str(folder)})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first = key_in(tmp_path / "one")
+    assert len(first) >= 50
+    assert key_in(tmp_path / "one") == first, "web, worker and beat share the folder's key"
+    assert key_in(tmp_path / "two") != first
+    assert (tmp_path / "one" / "secret-key").stat().st_mode & 0o077 == 0

@@ -170,3 +170,20 @@ def test_a_failed_listing_marks_nothing_gone(scenario):
     with pytest.raises(services.scenario.ScenarioError):
         services.sync_models(scenario.client())
     assert ScenarioModel.objects.get().gone_at is None
+
+
+# --- HTTPS behind a TLS proxy ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_behind_the_tls_proxy_plain_http_is_redirected_and_https_gets_hsts(client, settings):
+    # What the production defaults are with debug off (see test_compose for the environment).
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = settings.SECURE_HSTS_PRELOAD = True
+    plain = client.get("/login/")
+    assert plain.status_code == 301 and plain["Location"] == "https://testserver/login/"
+    secure = client.get("/login/", headers={"X-Forwarded-Proto": "https"})
+    assert secure.status_code == 200
+    assert secure["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
