@@ -9,10 +9,13 @@ the README; a bad value stops start-up with ImproperlyConfigured instead of bein
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -95,12 +98,32 @@ def sqlite_database(path: Path) -> dict:
     }
 
 
+def generated_secret_key(folder: Path) -> str:
+    """Read the development key kept in `folder`, making a random one the first time.
+
+    No key is written in the code: each checkout gets its own, and every process started on
+    the same data folder (web, worker, beat) reads the same one.
+    """
+    path = folder / "secret-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
+
+DATA_DIR = Path(env_str("DASHBOARD_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-for-local-use"
+    SECRET_KEY = generated_secret_key(DATA_DIR)
 
 ALLOWED_HOSTS = [
     host.strip()
@@ -111,9 +134,6 @@ CSRF_TRUSTED_ORIGINS = [
     origin.strip() for origin in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if origin.strip()
 ]
 
-DATA_DIR = Path(env_str("DASHBOARD_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
-
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -123,6 +143,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "training",
     "simulator",
 ]
@@ -136,6 +157,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "training.middleware.private_pages",
+    # Last, as its documentation asks: it turns a lockout into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -185,7 +210,44 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# --- Security -------------------------------------------------------------------------------
+
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+# In production the app sits behind a TLS proxy that says so in X-Forwarded-Proto (and strips
+# that header from what clients send): plain-HTTP requests are redirected, HTTPS is remembered.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_TRUST_PROXY_SSL", not DEBUG) else None
+)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not DEBUG)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Everything the pages load comes from the app itself: no inline script, style or handler.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    # Sample images and model thumbnails come from Scenario's (or the simulator's) servers.
+    "img-src": [CSP.SELF, "https:", "http:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for the cool-off time.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("LOGIN_COOLOFF_MINUTES", 15, minimum=0.01))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
 
 LOGGING = {
     "version": 1,
@@ -197,6 +259,8 @@ LOGGING = {
         # One line per request from the test server and the simulator is noise, not news.
         "django.server": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # Lockouts are warnings; each successful sign-in need not be a log line.
+        "axes": {"level": "WARNING"},
     },
 }
 
@@ -242,6 +306,8 @@ POLL_QUEUE_STEP_SECONDS = env_float("POLL_QUEUE_STEP_SECONDS", 2.0, minimum=0)
 POLL_CANCEL_SECONDS = env_float("POLL_CANCEL_SECONDS", 3.0, minimum=0.05)
 POLL_MAX_SECONDS = env_float("POLL_MAX_SECONDS", 120.0, minimum=1)
 MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, minimum=10)
+# The picker's Refresh button reads Scenario's model list at most this often per team.
+MODEL_REFRESH_INTERVAL_SECONDS = env_float("MODEL_REFRESH_INTERVAL_SECONDS", 30.0, minimum=0)
 DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=1)
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_the_dashboard_shows_the_teams_budget_bar(client, alice, spent_1500):
     assert "1,500 / 2,000 CU" in page
     assert f"500 CU left in {month}" in page
     assert "1,200 billed, 300 committed by runs not billed yet" in page
-    assert 'style="width: 75.0%"' in page
+    assert 'max="100" value="75.0"' in page
 
 
 @pytest.mark.django_db

@@ -132,7 +132,7 @@ def test_the_budget_bar_partial(spending):
         "training/_budget.html", {"budget": budgets.status_for(spending, now=NOW)}
     )
     assert "55 / 100 CU" in html
-    assert 'style="width: 55.0%"' in html
+    assert 'max="100" value="55.0"' in html
     assert "45 CU left in March" in html
     assert "25 committed by runs not billed yet" in html
     assert 'class="budget ok"' in html

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -28,19 +29,32 @@ DEMO_ENV = dict(
 )
 
 
+# What an operator exports before `docker compose up`, as the README says.
+OPERATOR_ENV = {
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "FLOWER_BASIC_AUTH": "admin:a-long-password",
+}
+
+
+class MissingVariable(Exception):
+    """compose would refuse to start: a ${NAME:?message} variable is not set."""
+
+
 def interpolate(value: str, env: dict[str, str]) -> str:
-    """Resolve compose's ${NAME:-default} and ${NAME} against env."""
+    """Resolve compose's ${NAME:-default}, ${NAME:?message} and ${NAME} against env."""
 
     def resolve(match: re.Match) -> str:
-        name, default = match.group(1), match.group(3) or ""
-        return env.get(name) or default
+        name, operator, word = match.group(1), match.group(2), match.group(3) or ""
+        if operator == ":?" and not env.get(name):
+            raise MissingVariable(f"{name}: {word}")
+        return env.get(name) or (word if operator == ":-" else "")
 
-    return re.sub(r"\$\{([A-Z0-9_]+)(:-([^}]*))?\}", resolve, str(value))
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", resolve, str(value))
 
 
 def service_env(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    extra = extra or {}
-    return {k: interpolate(v, extra) for k, v in SERVICES[name]["environment"].items()}
+    env = {**OPERATOR_ENV, **(extra or {})}
+    return {k: interpolate(v, env) for k, v in SERVICES[name]["environment"].items()}
 
 
 def test_it_has_every_service_the_stack_needs():
@@ -50,7 +64,9 @@ def test_it_has_every_service_the_stack_needs():
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
 def test_every_app_variable_is_one_the_settings_read(name):
-    unknown = set(APP_SERVICES[name]["environment"]) - SETTINGS_VARS
+    # Flower reads its own options from FLOWER_* variables.
+    own = {v for v in APP_SERVICES[name]["environment"] if name == "flower" and v[:7] == "FLOWER_"}
+    unknown = set(APP_SERVICES[name]["environment"]) - SETTINGS_VARS - own
     assert not unknown, f"{name} sets variables dashboard/settings.py never reads: {unknown}"
 
 
@@ -97,24 +113,31 @@ def test_long_running_services_have_health_checks():
         assert SERVICES[name]["healthcheck"]["test"], name
 
 
-def load_settings_with(env: dict[str, str]) -> dict:
-    """Import the settings in a clean process with exactly this environment."""
-    script = (
-        "import json; from django.conf import settings as s;"
-        "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
-        " 'db': s.DATABASES['default']['NAME'], 'broker': s.CELERY_BROKER_URL,"
-        " 'debug': s.DEBUG, 'simulator': s.SCENARIO_SIMULATOR, 'api': s.SCENARIO_API_URL}))"
-    )
+def run_clean(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a Python command in the project with exactly this environment (and PATH)."""
     clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
     clean["DASHBOARD_DATA_DIR"] = str(ROOT / "data" / "test" / "compose")
-    result = subprocess.run(
-        [sys.executable, "-c", script],
+    return subprocess.run(
+        [sys.executable, *args],
         env={**clean, **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def load_settings_with(env: dict[str, str]) -> dict:
+    """Import the settings in a clean process with exactly this environment."""
+    script = (
+        "import json; from django.conf import settings as s;"
+        "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'],"
+        " 'db': s.DATABASES['default']['NAME'], 'broker': s.CELERY_BROKER_URL,"
+        " 'debug': s.DEBUG, 'simulator': s.SCENARIO_SIMULATOR, 'api': s.SCENARIO_API_URL,"
+        " 'secure_cookies': s.SESSION_COOKIE_SECURE, 'ssl_redirect': s.SECURE_SSL_REDIRECT,"
+        " 'hsts': s.SECURE_HSTS_SECONDS}))"
+    )
+    result = run_clean(["-c", script], env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -140,3 +163,73 @@ def test_the_readme_documents_every_variable_the_settings_read():
     readme = (ROOT / "README.md").read_text()
     undocumented = {name for name in SETTINGS_VARS if f"`{name}`" not in readme}
     assert not undocumented, f"README's configuration table misses {undocumented}"
+
+
+def test_compose_refuses_to_start_without_a_secret_key():
+    with pytest.raises(MissingVariable, match="DJANGO_SECRET_KEY"):
+        service_env("web", {"DJANGO_SECRET_KEY": ""})
+    with pytest.raises(MissingVariable, match="DJANGO_SECRET_KEY"):
+        service_env("web", {**DEMO_ENV, "DJANGO_SECRET_KEY": ""})
+
+
+def test_no_secret_key_is_written_in_the_compose_files():
+    for name in ("docker-compose.yml", "compose.demo.env", "Dockerfile"):
+        text = (ROOT / name).read_text()
+        assert not re.search(r"DJANGO_SECRET_KEY[=:]\s*[\w-]", text), name
+    assert "DJANGO_SECRET_KEY" not in DEMO_ENV
+
+
+def test_the_settings_hold_no_fixed_secret_key():
+    assert not re.search(r"SECRET_KEY\s*=\s*[\"']", SETTINGS_SOURCE)
+
+
+def test_the_production_stack_sends_secure_cookies_redirects_to_https_and_sends_hsts():
+    loaded = load_settings_with(service_env("web"))
+    assert loaded["secure_cookies"] is True
+    assert loaded["ssl_redirect"] is True
+    assert loaded["hsts"] >= 31_536_000
+
+
+def test_the_plain_http_demo_turns_the_https_rules_off():
+    loaded = load_settings_with(service_env("web", DEMO_ENV))
+    assert (loaded["secure_cookies"], loaded["ssl_redirect"], loaded["hsts"]) == (False, False, 0)
+
+
+def test_the_simulator_service_never_redirects_the_workers_to_https():
+    loaded = load_settings_with(service_env("simulator"))
+    assert (loaded["ssl_redirect"], loaded["hsts"]) == (False, 0)
+
+
+def test_the_web_health_check_comes_as_through_the_tls_proxy():
+    assert "X-Forwarded-Proto" in " ".join(SERVICES["web"]["healthcheck"]["test"])
+
+
+def test_flower_asks_for_a_login_and_listens_on_this_machine_only():
+    with pytest.raises(MissingVariable, match="FLOWER_BASIC_AUTH"):
+        service_env("flower", {"FLOWER_BASIC_AUTH": ""})
+    assert service_env("flower")["FLOWER_BASIC_AUTH"] == OPERATOR_ENV["FLOWER_BASIC_AUTH"]
+    assert [interpolate(port, {}) for port in SERVICES["flower"]["ports"]] == [
+        "127.0.0.1:5555:5555"
+    ]
+
+
+def test_check_deploy_is_clean_with_the_documented_production_environment():
+    env = service_env("web", {"DJANGO_ALLOWED_HOSTS": "dashboard.example.com"})
+    result = run_clean(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_in_debug_without_a_key_each_data_folder_gets_its_own_random_key(tmp_path):
+    script = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+    def key_in(folder):
+        result = run_clean(["-c", script], {"DASHBOARD_DATA_DIR": str(folder)})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first = key_in(tmp_path / "one")
+    assert len(first) >= 50
+    assert key_in(tmp_path / "one") == first, "web, worker and beat share the folder's key"
+    assert key_in(tmp_path / "two") != first
+    assert (tmp_path / "one" / "secret-key").stat().st_mode & 0o077 == 0

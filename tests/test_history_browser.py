@@ -7,13 +7,15 @@ without it these tests skip, unless REQUIRE_BROWSER_TESTS=1 says they must run.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from simulator import seed
+from simulator.models import SimModel, SimTrainingImage
 from tests.fixtures.browser import save_screenshot
 from tests.test_history_factories import make_model, make_run
 from training.models import Membership, Role, RunState
@@ -38,8 +40,9 @@ def signed_in_page(browser, live_server, client, user):
     return page
 
 
-def sample_image(hue: int, label: str) -> str:
-    """A small generated picture as a data: URL, so screenshots need no network."""
+def sample_image(base_url: str, hue: int, label: str) -> str:
+    """A small generated picture served by the embedded simulator, so screenshots need no
+    network (the pages link only http(s) images, never data: URLs)."""
     svg = (
         "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 84 84'>"
         "<defs><linearGradient id='g' x2='1' y2='1'>"
@@ -51,7 +54,25 @@ def sample_image(hue: int, label: str) -> str:
         f"<text x='6' y='16' font-family='sans-serif' font-size='10' fill='white'>{label}</text>"
         "</svg>"
     )
-    return "data:image/svg+xml," + quote(svg, safe="=/:,'() ")
+    asset_id = f"asset_sample_{next(_pictures)}"
+    SimTrainingImage.objects.create(
+        model=_picture_holder(),
+        asset_id=asset_id,
+        name=label,
+        content_type="image/svg+xml",
+        data=svg.encode(),
+        created_at=timezone.now(),
+    )
+    return f"{base_url}/sim/v1/assets/{asset_id}"
+
+
+_pictures = itertools.count(1)
+
+
+def _picture_holder() -> SimModel:
+    """The simulated model whose "training images" are the generated sample pictures."""
+    holder = SimModel.objects.filter(name="Sample pictures").first()
+    return holder or seed.create_model("Sample pictures", images=0)
 
 
 MODELS = [
@@ -119,7 +140,7 @@ def a_quarter_of_runs(alice, dave, bob, charlie, team_a, team_b, django_user_mod
     return runs
 
 
-def compared_runs(alice, dave):
+def compared_runs(base_url, alice, dave):
     """Three runs of one model with different settings, with sample images per epoch."""
     model = make_model("Castle Keep v4", "flux.1-lora")
     prompts = ("a castle keep at dawn, watercolor", "the keep's gate in heavy rain")
@@ -156,7 +177,7 @@ def compared_runs(alice, dave):
                     prompt_index=p,
                     prompt=prompt,
                     asset_id=f"asset_{run.pk}_{e}_{p}",
-                    url=sample_image(hue + e * 12 + p * 90, f"E{e + 1}"),
+                    url=sample_image(base_url, hue + e * 12 + p * 90, f"E{e + 1}"),
                 )
         runs.append(run)
     return runs
@@ -193,7 +214,7 @@ def test_the_history_page_with_charts_pages_and_sorts_in_place(
 
 
 def test_a_comparison_of_three_runs(chromium, live_server, client, alice, dave):
-    runs = compared_runs(alice, dave)
+    runs = compared_runs(live_server.url, alice, dave)
     page = signed_in_page(chromium, live_server, client, alice)
     page.goto(f"{live_server.url}/history/")
     for run in runs:

@@ -418,7 +418,8 @@ def test_an_htmx_estimate_returns_the_form_only(scenario, client, alice, knight)
     assert "quote-panel ready" in body
 
 
-def test_the_refresh_button_resyncs_the_models(scenario, client, alice):
+def test_the_refresh_button_resyncs_the_models(scenario, client, alice, settings):
+    settings.MODEL_REFRESH_INTERVAL_SECONDS = 0
     client.force_login(alice)
     scenario.create_model("Fresh voice", "elevenlabs-voice", images=3)
     response = client.post(reverse("launch_refresh"), follow=True)

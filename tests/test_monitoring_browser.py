@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.fixtures.browser import save_screenshot
+from tests.fixtures.browser import save_screenshot, wait_for_js
 from tests.test_views import make_run
 from training import services
 from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
@@ -134,13 +134,15 @@ def test_alice_launches_and_watches_her_run_move_up_the_queue_train_and_finish(
     progress = page.locator("#run-live .progress-value")
     first_progress = number(progress.text_content())
     first_left = seconds_left(page)
-    page.wait_for_function(
+    wait_for_js(
+        page,
         f"Number(document.querySelector('#run-live .progress-value').textContent.match(/\\d+/))"
-        f" > {first_progress}"
+        f" > {first_progress}",
     )
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "Number(document.querySelector('#run-live .remaining')?.dataset.remainingMs ?? 1e12)"
-        f" < {first_left}"
+        f" < {first_left}",
     )
 
     # The epoch sample images arrive: two prompts, two epochs.

@@ -225,7 +225,7 @@ def test_a_card_shows_progress_and_the_newest_epoch_thumbnail(client, alice):
     add_samples(run, epochs=3, prompts=2)
     client.force_login(alice)
     page = client.get(reverse("home")).content.decode()
-    assert "Training" in page and "42%" in page and "width: 42%" in page
+    assert "Training" in page and "42%" in page and 'max="100" value="42"' in page
     assert f"https://cdn.example.com/{run.pk}/2/0.png" in page
     assert "Epoch 3" in page
 

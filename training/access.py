@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from training.models import Membership, Role, ScenarioModel, TrainingRun
@@ -55,11 +55,50 @@ def can_cancel(user, run: TrainingRun) -> bool:
 
 
 def trainable_models(user) -> QuerySet[ScenarioModel]:
-    """Models the user's team may train: those assigned to it and those assigned to nobody."""
-    models = ScenarioModel.objects.all()
+    """Models the user's team may see in the picker and train.
+
+    A model belongs to one team: the one staff assigned, else the team of its first launch
+    (claim_model, at launch). Until someone launches it, an unassigned model is open to every
+    team. A model staff marked shared is open to every team for good. Models Scenario no
+    longer lists are gone for everyone; their runs stay in the history.
+    """
+    models = ScenarioModel.objects.filter(gone_at__isnull=True)
     if user.is_staff:
         return models
     membership = membership_of(user)
     if membership is None:
         return models.none()
-    return models.filter(team__isnull=True) | models.filter(team_id=membership.team_id)
+    return models.filter(Q(team_id=membership.team_id) | Q(shared=True) | Q(team__isnull=True))
+
+
+def claim_model(model: ScenarioModel, team) -> bool:
+    """Make an unassigned, unshared model the team's; False when another team has it now.
+
+    Call it in the transaction that stores the launch: the compare-and-set UPDATE only takes
+    a model nobody owns, so of two teams launching it at once exactly one gets it, and a
+    launch that fails to be stored gives the model back.
+    """
+    ScenarioModel.objects.filter(pk=model.pk, team__isnull=True, shared=False).update(team=team)
+    open_to_team = Q(team=team) | Q(shared=True)
+    return ScenarioModel.objects.filter(open_to_team, pk=model.pk).exists()
+
+
+def card_image(model: ScenarioModel) -> str:
+    """The image the picker shows for a model, or "".
+
+    Scenario makes a trained model's thumbnail from its last training's samples. A team's own
+    model may show it; a shared model shows its first training image instead, so no team sees
+    a sample another team's run produced.
+    """
+    if not model.shared:
+        return model.thumbnail_url
+    for image in model.training_images or []:
+        if isinstance(image, dict) and isinstance(image.get("url"), str) and image["url"]:
+            return image["url"]
+    return ""
+
+
+def card_status(model: ScenarioModel) -> str:
+    """The Scenario status the picker shows: none for a shared model, whose status is that of
+    whichever team trained it last."""
+    return "" if model.shared else model.status

@@ -36,11 +36,21 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(ScenarioModel)
 class ScenarioModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "remote_id", "type", "status", "training_images_number", "team"]
-    list_filter = ["type", "status", "team"]
-    list_editable = ["team"]
+    list_display = [
+        "name",
+        "remote_id",
+        "type",
+        "status",
+        "training_images_number",
+        "team",
+        "shared",
+        "gone_at",
+    ]
+    list_filter = ["type", "status", "team", "shared"]
+    list_editable = ["team", "shared"]
     search_fields = ["name", "remote_id"]
-    # Everything but the team comes from Scenario and is overwritten by the next sync.
+    # Everything but the team and sharing comes from Scenario and is overwritten by the next
+    # sync (gone_at too: the sync sets it when Scenario stops listing the model).
     readonly_fields = [
         "remote_id",
         "name",
@@ -50,6 +60,7 @@ class ScenarioModelAdmin(admin.ModelAdmin):
         "training_images",
         "thumbnail_url",
         "synced_at",
+        "gone_at",
     ]
 
 

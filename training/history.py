@@ -10,7 +10,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import dateformat, timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from training import budgets, charts, params, reports
 from training.access import visible_runs
@@ -25,7 +25,7 @@ COMPARE_MIN, COMPARE_MAX = 2, 4
 
 
 @login_required
-@require_GET
+@require_safe
 def history(request):
     filters = reports.parse_filters(request.GET, request.user)
     visible = visible_runs(request.user)
@@ -145,7 +145,7 @@ class _Echo:
 
 
 @login_required
-@require_GET
+@require_safe
 def history_csv(request):
     filters = reports.parse_filters(request.GET, request.user)
     runs = reports.apply_filters(visible_runs(request.user), filters)
@@ -212,7 +212,7 @@ def load_runs(user, ids: list[int]) -> list:
 
 
 @login_required
-@require_GET
+@require_safe
 def compare(request):
     try:
         runs = load_runs(request.user, parse_run_ids(request.GET.getlist("runs")))

@@ -154,6 +154,14 @@ class ModelChoice:
     problem: str
     selected: bool
 
+    @property
+    def image(self) -> str:
+        return access.card_image(self.model)
+
+    @property
+    def status(self) -> str:
+        return access.card_status(self.model)
+
 
 def _trainable(user):
     return access.trainable_models(user).filter(type__in=params.TRAINABLE_TYPES)
@@ -246,7 +254,7 @@ def _prefill_from_run(run: TrainingRun, model: ScenarioModel) -> dict[str, objec
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def launch(request):
     if request.method == "POST":
         return _launch_post(request)
@@ -382,16 +390,37 @@ def launch_validate(request):
     return render(request, f"{TEMPLATE}#validation", context)
 
 
+def _may_refresh_now(user) -> bool:
+    """True at most once per REFRESH_INTERVAL_SECONDS per team (per person without one).
+
+    Each refresh reads every page of Scenario's model list: a held-down button must not
+    spend the account's rate limit for everyone.
+    """
+    interval = settings.MODEL_REFRESH_INTERVAL_SECONDS
+    if interval <= 0:
+        return True
+    membership = access.membership_of(user)
+    who = f"team:{membership.team_id}" if membership else f"user:{user.pk}"
+    return cache.add(f"launch-refresh:{who}", True, interval)
+
+
 @login_required
 @require_POST
 def launch_refresh(request):
     """Re-read the model list from Scenario, then come back to the picker."""
-    try:
-        count = services.sync_models()
-    except ScenarioError as exc:
-        messages.error(request, f"Could not refresh the models. {describe_error(exc)}")
+    if not _may_refresh_now(request.user):
+        seconds = settings.MODEL_REFRESH_INTERVAL_SECONDS
+        messages.info(
+            request,
+            f"The models were refreshed less than {seconds:g} s ago. Try again in a moment.",
+        )
     else:
-        messages.success(request, f"Models refreshed from Scenario ({count}).")
+        try:
+            count = services.sync_models()
+        except ScenarioError as exc:
+            messages.error(request, f"Could not refresh the models. {describe_error(exc)}")
+        else:
+            messages.success(request, f"Models refreshed from Scenario ({count}).")
     url = reverse("launch")
     model = _find_model(request.user, request.POST.get("model"))
     if model is not None:

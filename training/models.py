@@ -53,11 +53,19 @@ class ScenarioModel(models.Model):
     # [{"id": asset id, "name": file name, "url": download url}], as far as Scenario listed them.
     training_images = models.JSONField(default=list, blank=True)
     thumbnail_url = models.URLField(max_length=1000, blank=True)
-    # Only this team may train it; empty means every team may.
+    # The team that owns it: set by staff, or by the first launch. Empty: nobody has trained it
+    # here yet, and every team may. See training.access for the whole rule.
     team = models.ForeignKey(
         Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="scenario_models"
     )
+    shared = models.BooleanField(
+        default=False,
+        help_text="Every team may train it; the picker then shows its training image, not the "
+        "thumbnail Scenario made from the last training's samples.",
+    )
     synced_at = models.DateTimeField(null=True, blank=True)
+    # When the model list from Scenario stopped listing it (deleted there). Its runs stay.
+    gone_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "remote_id"]

@@ -210,6 +210,8 @@ def launch_run(
         raise LaunchRefused(f"The model {model} is not open to {membership.team}.")
     try:
         with transaction.atomic():
+            if not access.claim_model(model, membership.team):
+                raise LaunchRefused(f"The model {model} now belongs to another team.")
             override_note = _check_budget(user, membership.team, quote_cost, override_budget)
             run = _create_draft(
                 user=user,
@@ -911,7 +913,12 @@ def _claim_due(run: TrainingRun, now: datetime, delay: timedelta) -> bool:
 
 
 def sync_models(client=None) -> int:
-    """Mirror every page of GET /models into ScenarioModel, keeping team assignments."""
+    """Mirror every page of GET /models into ScenarioModel, keeping team assignments.
+
+    A model the complete list no longer names was deleted on Scenario: it is marked gone
+    (out of the picker) rather than deleted, so its runs keep their history. One that comes
+    back is back.
+    """
     client = client or scenario_client()
     now = timezone.now()
     count = 0
@@ -929,9 +936,13 @@ def sync_models(client=None) -> int:
                 ],
                 "thumbnail_url": model.thumbnail_url or "",
                 "synced_at": now,
+                "gone_at": None,
             },
         )
         count += 1
+    # Only after the last page: a listing that failed half-way says nothing about the rest.
+    not_listed = Q(synced_at__lt=now) | Q(synced_at__isnull=True)
+    ScenarioModel.objects.filter(not_listed, gone_at__isnull=True).update(gone_at=now)
     return count
 
 

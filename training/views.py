@@ -29,7 +29,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from training import access, budgets, params, services
@@ -114,7 +114,7 @@ def live_fragment(page: str):
                 return redirect(page_url)
             return view(request, *args, **kwargs)
 
-        return require_GET(wrapper)
+        return require_safe(wrapper)
 
     return decorate
 
@@ -288,7 +288,7 @@ def _board(user, shown: list[int] | tuple = ()) -> dict:
 
 
 @login_required
-@require_GET
+@require_safe
 def home(request):
     board = _board(request.user)
     # The budget bar is in the page, not the board: a refresh keeps to its three queries.
@@ -688,7 +688,7 @@ def _parameter_rows(run) -> list[dict]:
 
 
 @login_required
-@require_GET
+@require_safe
 def run_detail(request, pk):
     run = access.get_run_for_user(
         request.user,

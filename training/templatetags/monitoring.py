@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django import template
 from django.utils import timezone
 
@@ -105,6 +107,14 @@ def remaining(milliseconds) -> str:
     if milliseconds is None or milliseconds == "":
         return "—"
     return duration(max(0, int(milliseconds)) / 1000)
+
+
+@register.filter
+def web_url(url) -> str:
+    """The URL when it is http(s), else "": Scenario's data must not become a javascript: or
+    data: link in a page."""
+    text = str(url or "").strip()
+    return text if urlsplit(text).scheme.lower() in {"http", "https"} else ""
 
 
 @register.filter
