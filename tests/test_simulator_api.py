@@ -11,10 +11,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from simulator import faults, pricing, seed
+from simulator import faults, parameters, pricing, seed, spec
 from simulator.lifecycle import Schedule
 from simulator.models import RequestLog, SimJob
-from training import params
 
 KEY, SECRET = "api-key", "api-secret"
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
@@ -180,12 +179,11 @@ def test_a_dry_run_quotes_by_the_documented_formula_and_starts_nothing(api):
 
     quote = api.ok("put", f"/models/{model.id}/train?dryRun=true", body, status=269)
 
-    clean, _ = params.validate("flux.1-lora", body["parameters"], 6)
     expected = pricing.quote(
-        "flux.1-lora",
+        spec.FLUX_LORA,
         images=6,
-        steps=params.training_steps("flux.1-lora", clean, 6),
-        epochs=params.epochs_for("flux.1-lora", clean),
+        steps=parameters.training_steps("flux.1-lora", body["parameters"], 6),
+        epochs=parameters.epochs("flux.1-lora", body["parameters"]),
         prompts=2,
     )
     assert quote["creativeUnitsCost"] == expected.cost
@@ -418,8 +416,8 @@ def test_picture_urls_can_name_the_public_address(api, settings):
 
 
 def test_the_documented_example_price_holds():
-    steps = params.training_steps("flux.1-lora", {}, 10)
-    price = pricing.quote("flux.1-lora", images=10, steps=steps, epochs=10, prompts=3)
+    steps = parameters.training_steps("flux.1-lora", {}, 10)
+    price = pricing.quote(spec.FLUX_LORA, images=10, steps=steps, epochs=10, prompts=3)
     assert (steps, price.cost, price.discount) == (1000, 180, 0)
 
 
