@@ -43,8 +43,8 @@ def subset() -> dict:
 def reference_enum(field: str, first: str) -> tuple[str, ...]:
     """The values the reference lists for `field`, whose list starts with `first`."""
     lines = REFERENCE.read_text(encoding="utf-8").splitlines()
-    opening = f'- `{field}: "{first}" or'
-    start = next(i for i, line in enumerate(lines) if line.startswith(opening))
+    opening = re.compile(rf'^- `{field}: (array of )?"{re.escape(first)}" or')
+    start = next(i for i, line in enumerate(lines) if opening.match(line))
     values = []
     for line in lines[start + 1 :]:
         match = _ENUM_VALUE_LINE.match(line)
