@@ -149,3 +149,16 @@ ACCEPTED: tuple[Accepted, ...] = (
              _OFFERED_BY_OWN_RULE + " The reference gives bounds for SDXL and Flux LoRA only; "
              "that does not take the parameter away from SD 1.5.", "bug"),
 )  # fmt: skip
+
+
+# --- What follows for the requests the dashboard sends ------------------------------------------
+# tests/test_client_requests.py builds the dashboard's request for every edge value its table
+# accepts (each bound, each choice) and checks it against the trigger's request schema. These
+# are the requests the schema refuses, as model types × parameter × values; each one follows
+# from an entry above (optimizeFor's enum, SDXL learningRateTextEncoder's bounds).
+SCHEMA_REFUSES: tuple[tuple[tuple[str, ...], str, tuple[object, ...]], ...] = (
+    (FLUX, "optimizeFor", ("all", "none")),
+    # 0.0: the dashboard's inclusive minimum; 1e9: it sets no maximum (the test's stand-in for
+    # "any larger value").
+    (SDXL, "learningRateTextEncoder", (0.0, 1e9)),
+)
