@@ -124,6 +124,41 @@ def test_it_refuses_a_parameter_the_model_type_does_not_accept(api):
     assert "noSuchThing" in api.refused("put", f"/models/{model.id}/train", body)
 
 
+def test_it_refuses_a_parameter_of_another_trainer_in_the_reference_s_words(api):
+    model = seed.create_model(type="sd-1_5")
+    message = api.refused("put", f"/models/{model.id}/train", {"parameters": {"rank": 8}})
+    assert message == (
+        "Invalid parameters: rank is not taken by SD 1.5 training "
+        "(Only available for SDXL (deprecated), Flux LoRA and Musubi training)"
+    )
+
+
+def test_it_refuses_a_number_sent_as_text_or_null(api):
+    model = seed.create_model()
+    body = {"parameters": {"rank": "16", "nbEpochs": None}}
+    message = api.refused("put", f"/models/{model.id}/train", body)
+    assert "rank must be a number, not a string" in message
+    assert "nbEpochs must be a number, not null" in message
+
+
+def test_it_reads_bounds_per_trainer_from_the_reference(api):
+    sdxl = seed.create_model(type="sd-xl-lora")
+    too_high = {"parameters": {"learningRateTextEncoder": 0.002}}
+    message = api.refused("put", f"/models/{sdxl.id}/train", too_high)
+    assert "learningRateTextEncoder must be at most 0.001 for SDXL LoRA training" in message
+    musubi = seed.create_model(type="qwen-image-lora")
+    wide = {"parameters": {"rank": 128, "maxTrainSteps": 900, "learningRateTextEncoder": 1e-4}}
+    assert api.ok("put", f"/models/{musubi.id}/train?dryRun=true", wide, status=269)
+
+
+def test_it_sizes_an_sdxl_run_by_its_two_step_fields(api):
+    model = seed.create_model(type="sd-xl-lora", images=2)
+    body = {"parameters": {"numTextTrainSteps": 100, "numUNetTrainSteps": 500}}
+    api.ok("put", f"/models/{model.id}/train", body)
+    job = SimJob.objects.get()
+    assert (job.steps, job.epochs, job.job_type) == (600, 0, "model-training")
+
+
 def test_it_refuses_to_train_a_model_type_that_is_not_trainable(api):
     model = seed.create_model(type="flux.1-pro")
     assert "cannot be trained" in api.refused("put", f"/models/{model.id}/train", {})
