@@ -43,7 +43,10 @@ def _not_taken(name: str, trainer: spec.Trainer) -> str:
     known = spec.PARAMETERS.get(name)
     if known is None:
         return "is not a training parameter"
-    return f"is not taken by {trainer.label} training ({known.words})"
+    if known.words.startswith("Only available for"):
+        return f"is not taken by {trainer.label} training ({known.words})"
+    # Restricted to no trainer by the reference: an image training parameter (simulator.spec).
+    return f"is not taken by {trainer.label} training: it is a parameter of image trainers"
 
 
 def _problem(parameter: spec.Parameter, rule: spec.Rule, value: object, trainer) -> str:

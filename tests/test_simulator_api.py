@@ -133,6 +133,16 @@ def test_it_refuses_a_parameter_of_another_trainer_in_the_reference_s_words(api)
     )
 
 
+def test_a_voice_clone_takes_no_image_training_parameter(api):
+    model = seed.create_model(type="elevenlabs-voice")
+    body = {"parameters": {"learningRate": 0.0001}}
+    message = api.refused("put", f"/models/{model.id}/train", body)
+    assert message == (
+        "Invalid parameters: learningRate is not taken by ElevenLabs voice training: "
+        "it is a parameter of image trainers"
+    )
+
+
 def test_it_refuses_a_number_sent_as_text_or_null(api):
     model = seed.create_model()
     body = {"parameters": {"rank": "16", "nbEpochs": None}}
