@@ -167,7 +167,10 @@ _SUBSET_BOUNDS = ("minimum", "maximum")
 _POSITIVE = Rule(minimum=0, exclusive_minimum=True, from_subset=("minimum", "exclusive_minimum"))
 # learningRateTextEncoder where the reference gives no bounds: the subset's, for every trainer.
 _TEXT_ENCODER_SUBSET = Rule(
-    minimum=0, maximum=0.001, exclusive_minimum=True, from_subset=("minimum", "maximum")
+    minimum=0,
+    maximum=0.001,
+    exclusive_minimum=True,
+    from_subset=("minimum", "maximum", "exclusive_minimum"),
 )
 
 PARAMETERS: dict[str, Parameter] = {

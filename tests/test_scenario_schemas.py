@@ -70,6 +70,14 @@ def test_a_wrong_type_or_a_null_is_a_problem():
     assert schemas.problems(schema, {"job": {**JOB, "status": "exploded"}}, "job")
 
 
+def test_x_nullable_lets_null_through_and_nothing_else_does():
+    schema = {"type": "object", "properties": {"a": {"type": "string", "x-nullable": True}}}
+    assert schemas.nullable(schema) == 1
+    assert schemas.problems(schema, {"a": None}, "x") == []
+    assert schemas.problems(schema, {"a": 3}, "x")
+    assert schemas.nullable(copy.deepcopy(scenario_api.subset())) == 0  # none in today's subset
+
+
 def test_a_request_is_checked_against_its_body_schema():
     operation = schemas.operation_for("PUT", "/models/model_1/train")
     assert schemas.problems(operation.request, {"parameters": {"rank": 2}}, "r") == []

@@ -3,8 +3,9 @@
 The subset's `definitions` are JSON Schema (draft 4, as Swagger 2.0 uses it) and are read by
 `jsonschema`; `$ref: '#/definitions/…'` resolves within the document. Unknown extra fields
 are allowed (the schemas set no `additionalProperties: false`); missing required fields,
-wrong types and values outside an enum or a bound are not. The subset uses no `x-nullable`,
-so null is never a valid value of a typed field.
+wrong types and values outside an enum or a bound are not. Swagger 2.0 has no null type:
+a field takes null only where it says `x-nullable: true` (`nullable` below turns that into
+JSON Schema). Today's subset says it nowhere, so null is never a valid value of a typed field.
 
 Where the subset is older than the primary reference (train-endpoints.md), the reference
 wins, and the subset is amended here, each amendment with the reference's words in
@@ -109,12 +110,28 @@ PRIMARY_WINS: tuple[Amendment, ...] = (
 )
 
 
+def nullable(node: object) -> int:
+    """Let null through where Swagger says `x-nullable: true`; return how many places."""
+    changed = 0
+    if isinstance(node, dict):
+        if node.get("x-nullable") is True and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+            if "enum" in node:
+                node["enum"] = [*node["enum"], None]
+            changed += 1
+        changed += sum(nullable(child) for child in node.values())
+    elif isinstance(node, list):
+        changed += sum(nullable(child) for child in node)
+    return changed
+
+
 @cache
 def document() -> dict:
-    """The subset with the primary reference's amendments."""
+    """The subset with the primary reference's amendments, x-nullable made JSON Schema."""
     amended = copy.deepcopy(scenario_api.subset())
     for amendment in PRIMARY_WINS:
         amendment.apply(amended)
+    nullable(amended["definitions"])
     return amended
 
 
