@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from training import params
+from simulator import spec
 
 PER_IMAGE = 2.0
 STEPS_PER_CU = 20.0
@@ -31,25 +31,14 @@ DISCOUNT_FROM_IMAGES = 20
 DISCOUNT_SHARE = 0.10
 
 
-@dataclass(frozen=True)
-class Trainer:
-    job_type: str
-    base_cost: float
-
-
-# Trainer family (training.params.FAMILY_OF_TYPE) -> its job type on Scenario and base price.
-TRAINERS = {
-    params.FLUX_LORA: Trainer("flux-model-training", 80),
-    params.MUSUBI: Trainer("musubi-model-training", 100),
-    params.SD15_LORA: Trainer("model-training", 60),
-    params.SDXL_LORA: Trainer("model-training", 70),
-    params.ELEVENLABS_VOICE: Trainer("model-training", 120),
+# Base price by trainer (simulator.spec.TRAINERS).
+BASE_COST = {
+    spec.FLUX_LORA: 80.0,
+    spec.MUSUBI: 100.0,
+    spec.SD15: 60.0,
+    spec.SDXL_LORA: 70.0,
+    spec.ELEVENLABS_VOICE: 120.0,
 }
-FALLBACK = Trainer("model-training", 80)
-
-
-def trainer_for(model_type: str) -> Trainer:
-    return TRAINERS.get(params.FAMILY_OF_TYPE.get(model_type, ""), FALLBACK)
 
 
 @dataclass(frozen=True)
@@ -58,9 +47,10 @@ class Price:
     discount: float
 
 
-def quote(model_type: str, *, images: int, steps: int, epochs: int, prompts: int) -> Price:
+def quote(trainer: str, *, images: int, steps: int, epochs: int, prompts: int) -> Price:
+    """Price a training by its trainer (a simulator.spec trainer key) and its size."""
     gross = (
-        trainer_for(model_type).base_cost
+        BASE_COST[trainer]
         + PER_IMAGE * images
         + steps / STEPS_PER_CU
         + PER_SAMPLE_IMAGE * epochs * prompts

@@ -24,11 +24,10 @@ from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from simulator import clock, faults, images, pricing
+from simulator import clock, faults, images, parameters, pricing, spec
 from simulator.lifecycle import Schedule, train_seconds
 from simulator.models import RequestLog, SimJob, SimModel, SimTrainingImage, new_id
 from simulator.render import Renderer, epoch_name
-from training import params
 
 DRY_RUN_STATUS = 269  # what Scenario's SDK documents for a dry run
 MODEL_TYPES = (
@@ -391,29 +390,24 @@ def _image_count(request: HttpRequest, model: SimModel, dry_run: bool) -> int:
 
 
 def _training_facts(model: SimModel, raw: dict, count: int) -> dict:
-    """Validate the parameters and fix what the training will be: steps, epochs, price."""
-    if model.type not in params.TRAINABLE_TYPES:
+    """Check the parameters (simulator.spec) and fix what the training will be."""
+    trainer = spec.trainer_of(model.type)
+    if trainer is None:
         raise ApiError(400, f"Model type {model.type} cannot be trained")
-    clean, errors = params.validate(model.type, raw, count)
+    clean, errors = parameters.check(model.type, raw, count)
     if errors:
-        described = "; ".join(
-            message if field == "__all__" else f"{field}: {message}"
-            for field, message in errors.items()
-        )
-        raise ApiError(400, f"Invalid parameters: {described}", errors=errors)
-    steps = int(params.training_steps(model.type, clean, count))
-    # Scenario lists epochs only for the trainers that take nbEpochs (Flux LoRA).
-    takes_epochs = "nbEpochs" in params.family_for(model.type).names
-    epochs = max(1, int(params.epochs_for(model.type, clean))) if takes_epochs else 0
+        raise ApiError(400, parameters.describe(errors), errors=errors)
+    steps = parameters.training_steps(model.type, clean, count)
+    epochs = parameters.epochs(model.type, clean)
     price = pricing.quote(
-        model.type,
+        trainer.key,
         images=count,
         steps=steps,
         epochs=epochs,
         prompts=len(clean.get("samplePrompts") or []),
     )
     return {
-        "job_type": pricing.trainer_for(model.type).job_type,
+        "job_type": trainer.job_type,
         "parameters": clean,
         "image_count": count,
         "steps": steps,

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.workers",
     "tests.fixtures.browser",
+    "tests.fixtures.schemas",
 ]
 
 PASSWORD = "correct-horse-battery"

@@ -108,10 +108,10 @@ def test_it_follows_pagination_tokens(scenario):
 # --- errors people can read ------------------------------------------------------------------
 
 
-def test_a_400_surfaces_its_message(scenario):
+def test_a_400_surfaces_its_message(scenario, scenario_schemas):
     model = scenario.create_model()
 
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(BadRequest) as caught, scenario_schemas.sending_invalid_requests():
         scenario.client().trigger(model.id, {"rank": 999})
 
     assert caught.value.status == 400

@@ -11,10 +11,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from simulator import faults, pricing, seed
+from simulator import faults, parameters, pricing, seed, spec
 from simulator.lifecycle import Schedule
 from simulator.models import RequestLog, SimJob
-from training import params
 
 KEY, SECRET = "api-key", "api-secret"
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
@@ -23,8 +22,8 @@ T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 class Api:
     """Django's test client speaking to /sim/v1 with basic auth, at a frozen simulator clock."""
 
-    def __init__(self, client, settings):
-        self.client, self.settings = client, settings
+    def __init__(self, client, settings, schemas):
+        self.client, self.settings, self.schemas = client, settings, schemas
         token = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
         self.auth = {"HTTP_AUTHORIZATION": f"Basic {token}"}
 
@@ -46,18 +45,20 @@ class Api:
         return response.json()
 
     def refused(self, method, path, body=None, status=400) -> str:
-        response = self.call(method, path, body)
+        # Refusals are asked for on purpose: their requests need not meet Scenario's schemas.
+        with self.schemas.sending_invalid_requests():
+            response = self.call(method, path, body)
         assert response.status_code == status, response.content
         return response.json()["message"]
 
 
 @pytest.fixture
-def api(client, settings, db):
+def api(client, settings, db, scenario_schemas):
     settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET = KEY, SECRET
     settings.SIMULATOR_FAULTS = ""
     settings.SIMULATOR_TIME_SCALE = 1.0
     settings.SIMULATOR_GPU_SLOTS = 1
-    api = Api(client, settings)
+    api = Api(client, settings, scenario_schemas)
     api.at(T0)
     return api
 
@@ -123,6 +124,51 @@ def test_it_refuses_a_parameter_the_model_type_does_not_accept(api):
     assert "noSuchThing" in api.refused("put", f"/models/{model.id}/train", body)
 
 
+def test_it_refuses_a_parameter_of_another_trainer_in_the_reference_s_words(api):
+    model = seed.create_model(type="sd-1_5")
+    message = api.refused("put", f"/models/{model.id}/train", {"parameters": {"rank": 8}})
+    assert message == (
+        "Invalid parameters: rank is not taken by SD 1.5 training "
+        "(Only available for SDXL (deprecated), Flux LoRA and Musubi training)"
+    )
+
+
+def test_a_voice_clone_takes_no_image_training_parameter(api):
+    model = seed.create_model(type="elevenlabs-voice")
+    body = {"parameters": {"learningRate": 0.0001}}
+    message = api.refused("put", f"/models/{model.id}/train", body)
+    assert message == (
+        "Invalid parameters: learningRate is not taken by ElevenLabs voice training: "
+        "it is a parameter of image trainers"
+    )
+
+
+def test_it_refuses_a_number_sent_as_text_or_null(api):
+    model = seed.create_model()
+    body = {"parameters": {"rank": "16", "nbEpochs": None}}
+    message = api.refused("put", f"/models/{model.id}/train", body)
+    assert "rank must be a number, not a string" in message
+    assert "nbEpochs must be a number, not null" in message
+
+
+def test_it_reads_bounds_per_trainer_from_the_reference(api):
+    sdxl = seed.create_model(type="sd-xl-lora")
+    too_high = {"parameters": {"learningRateTextEncoder": 0.002}}
+    message = api.refused("put", f"/models/{sdxl.id}/train", too_high)
+    assert "learningRateTextEncoder must be at most 0.001 for SDXL LoRA training" in message
+    musubi = seed.create_model(type="qwen-image-lora")
+    wide = {"parameters": {"rank": 128, "maxTrainSteps": 900, "learningRateTextEncoder": 1e-4}}
+    assert api.ok("put", f"/models/{musubi.id}/train?dryRun=true", wide, status=269)
+
+
+def test_it_sizes_an_sdxl_run_by_its_two_step_fields(api):
+    model = seed.create_model(type="sd-xl-lora", images=2)
+    body = {"parameters": {"numTextTrainSteps": 100, "numUNetTrainSteps": 500}}
+    api.ok("put", f"/models/{model.id}/train", body)
+    job = SimJob.objects.get()
+    assert (job.steps, job.epochs, job.job_type) == (600, 0, "model-training")
+
+
 def test_it_refuses_to_train_a_model_type_that_is_not_trainable(api):
     model = seed.create_model(type="flux.1-pro")
     assert "cannot be trained" in api.refused("put", f"/models/{model.id}/train", {})
@@ -166,7 +212,8 @@ def test_it_only_knows_the_cancel_action(api):
 
 def test_a_malformed_body_is_refused(api):
     model = seed.create_model()
-    response = api.call("put", f"/models/{model.id}/train", raw="{not json")
+    with api.schemas.sending_invalid_requests():
+        response = api.call("put", f"/models/{model.id}/train", raw="{not json")
     assert response.status_code == 400
     assert "JSON" in response.json()["message"]
 
@@ -180,12 +227,11 @@ def test_a_dry_run_quotes_by_the_documented_formula_and_starts_nothing(api):
 
     quote = api.ok("put", f"/models/{model.id}/train?dryRun=true", body, status=269)
 
-    clean, _ = params.validate("flux.1-lora", body["parameters"], 6)
     expected = pricing.quote(
-        "flux.1-lora",
+        spec.FLUX_LORA,
         images=6,
-        steps=params.training_steps("flux.1-lora", clean, 6),
-        epochs=params.epochs_for("flux.1-lora", clean),
+        steps=parameters.training_steps("flux.1-lora", body["parameters"], 6),
+        epochs=parameters.epochs("flux.1-lora", body["parameters"]),
         prompts=2,
     )
     assert quote["creativeUnitsCost"] == expected.cost
@@ -418,8 +464,8 @@ def test_picture_urls_can_name_the_public_address(api, settings):
 
 
 def test_the_documented_example_price_holds():
-    steps = params.training_steps("flux.1-lora", {}, 10)
-    price = pricing.quote("flux.1-lora", images=10, steps=steps, epochs=10, prompts=3)
+    steps = parameters.training_steps("flux.1-lora", {}, 10)
+    price = pricing.quote(spec.FLUX_LORA, images=10, steps=steps, epochs=10, prompts=3)
     assert (steps, price.cost, price.discount) == (1000, 180, 0)
 
 

@@ -8,6 +8,7 @@ at each stage of a training, so it walks every endpoint through every stage in a
 from __future__ import annotations
 
 import base64
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -236,30 +237,32 @@ KEY, SECRET = "shape-key", "shape-secret"
 
 
 class Api:
-    def __init__(self, client, settings):
+    def __init__(self, client, settings, schemas):
         token = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
-        self.client, self.settings = client, settings
+        self.client, self.settings, self.schemas = client, settings, schemas
         self.headers = {"HTTP_AUTHORIZATION": f"Basic {token}"}
 
     def at(self, moment):
         self.settings.SIMULATOR_FROZEN_CLOCK = moment
 
     def call(self, method, path, body=None, status=200):
-        response = getattr(self.client, method)(
-            f"/sim/v1{path}", data=body, content_type="application/json", **self.headers
-        )
+        # An error is asked for on purpose: its request need not meet Scenario's schemas.
+        with self.schemas.sending_invalid_requests() if status >= 400 else nullcontext():
+            response = getattr(self.client, method)(
+                f"/sim/v1{path}", data=body, content_type="application/json", **self.headers
+            )
         assert response.status_code == status, response.content
         assert response["Content-Type"] == "application/json"
         return response.json()
 
 
 @pytest.fixture
-def api(client, settings, db):
+def api(client, settings, db, scenario_schemas):
     settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET = KEY, SECRET
     settings.SIMULATOR_FAULTS = ""
     settings.SIMULATOR_TIME_SCALE = 1.0
     settings.SIMULATOR_GPU_SLOTS = 1
-    return Api(client, settings)
+    return Api(client, settings, scenario_schemas)
 
 
 def milestones(job_id, now):
