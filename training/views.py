@@ -66,6 +66,7 @@ FINAL_LABELS = {
     RunState.SUCCEEDED: "Finished",
     RunState.FAILED: "Failed",
     RunState.CANCELED: "Canceled",
+    RunState.NOT_STARTED: "Not started",
 }
 
 
@@ -197,6 +198,8 @@ def _finished_message(run) -> str:
         return f"{name} failed"
     if run.state == RunState.CANCELED:
         return f"{name} was canceled"
+    if run.state == RunState.NOT_STARTED:
+        return f"{name} — {run.outcome}"
     epochs = _epoch_count(run)
     if not epochs:
         return f"{name} finished"
@@ -343,6 +346,8 @@ def _timeline(run) -> list[dict]:
         "running": first(JOB_RUNNING) or run.train_started_at,
         "finished": run.finished_at or first(JOB_FINAL) or run.train_ended_at,
     }
+    if run.state == RunState.NOT_STARTED:
+        return _refused_timeline(run)
     final = run.state in FINAL_STATES
     current = len(STAGES) - 1 if final else _current_stage(run, history)
     steps = []
@@ -360,6 +365,20 @@ def _timeline(run) -> list[dict]:
                 "status": status,
             }
         )
+    return steps
+
+
+def _refused_timeline(run) -> list[dict]:
+    """A launch Scenario refused reached no stage: nothing is ticked, the end says why.
+
+    The launch keeps its time (someone did press it), the end the time of the refusal.
+    """
+    steps = [
+        {"key": key, "label": STAGE_LABELS[key], "at": None, "status": "unreached"}
+        for key in STAGES
+    ]
+    steps[0].update(at=run.created_at, status="attempted")
+    steps[-1].update(label=FINAL_LABELS[run.state], at=run.finished_at, status="refused")
     return steps
 
 
@@ -456,8 +475,13 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
 
 
 def _latest_of_its_model():
-    """True when no later run of the same model exists: the model's epochs are this run's."""
-    later = TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk"))
+    """True when no later run of the same model exists: the model's epochs are this run's.
+
+    A later launch Scenario refused trained nothing, so it takes no epochs away.
+    """
+    later = TrainingRun.objects.filter(
+        model_id=OuterRef("model_id"), pk__gt=OuterRef("pk")
+    ).exclude(state=RunState.NOT_STARTED)
     return ~Exists(later)
 
 
