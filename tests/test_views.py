@@ -578,6 +578,7 @@ def test_a_launch_that_never_started_says_why_ticks_no_stage_and_costs_nothing(c
     assert 'class="billed">None: the training never started<' in page
     assert "80 CU, not spent" in page
     assert "The training never started, so there are no sample images." in page
+    assert "There is no job: Scenario refused the launch." in page
     assert "hx-trigger" not in page.split('id="run-live"')[1].split(">")[0]  # final: no polling
 
 
