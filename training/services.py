@@ -506,13 +506,16 @@ def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _is_refusal(error: scenario.ScenarioError) -> bool:
-    """A 4xx answer: Scenario read the trigger and said no, so nothing can have started."""
+    """Whether Scenario read the trigger and said no (a 4xx): then nothing can have started."""
     return error.status is not None and 400 <= error.status < 500
 
 
 def _not_started(run: TrainingRun, error: scenario.ScenarioError) -> None:
-    """Scenario refused the trigger for good ("Model is already training"): nothing started,
-    so nothing failed and nothing is owed. A cancel that came first still ends it canceled."""
+    """End the run not started: Scenario refused its trigger ("Model is already training").
+
+    Nothing started, so nothing failed and nothing is owed. A cancel that came first still
+    ends it canceled.
+    """
     message = error.message or str(error)
     if not transition(
         run,

@@ -334,6 +334,8 @@ def _current_stage(run, history) -> int:
 
 def _timeline(run) -> list[dict]:
     """Launched → queued → starting → training → finished, with the time of each step seen."""
+    if run.state == RunState.NOT_STARTED:
+        return _refused_timeline(run)
     history = _history(run)
 
     def first(statuses):
@@ -346,8 +348,6 @@ def _timeline(run) -> list[dict]:
         "running": first(JOB_RUNNING) or run.train_started_at,
         "finished": run.finished_at or first(JOB_FINAL) or run.train_ended_at,
     }
-    if run.state == RunState.NOT_STARTED:
-        return _refused_timeline(run)
     final = run.state in FINAL_STATES
     current = len(STAGES) - 1 if final else _current_stage(run, history)
     steps = []
@@ -369,7 +369,7 @@ def _timeline(run) -> list[dict]:
 
 
 def _refused_timeline(run) -> list[dict]:
-    """A launch Scenario refused reached no stage: nothing is ticked, the end says why.
+    """Tick no stage of a launch Scenario refused: it reached none; the end says so.
 
     The launch keeps its time (someone did press it), the end the time of the refusal.
     """
