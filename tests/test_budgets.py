@@ -47,6 +47,14 @@ def test_spent_counts_bills_plus_quotes_of_runs_not_billed_yet(spending):
     assert (status.percent, status.level) == (55.0, "ok")
 
 
+def test_a_launch_that_never_started_costs_nothing_whatever_its_quote(spending, alice):
+    make_run(alice, "Refused", state=RunState.NOT_STARTED, launched=THIS_MONTH, quote=40)
+    status = budgets.status_for(spending, now=NOW)
+    assert (status.billed, status.committed, status.spent) == (30, 25, 55)
+    # It leaves room for the launch that does go ahead.
+    assert budgets.check(spending, 45, now=NOW) is None
+
+
 def test_a_run_counts_in_the_month_it_was_launched(spending):
     february = budgets.status_for(spending, now=dt.datetime(2025, 2, 10, tzinfo=dt.UTC))
     assert february.spent == 50

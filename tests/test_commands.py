@@ -142,6 +142,19 @@ def test_runs_active_leaves_finished_runs_out(alice, model):
     assert rows[0]["state"] == "queued"
 
 
+def test_runs_says_in_words_why_a_launch_did_not_start(alice, model):
+    refused = make_run(alice, model, S.NOT_STARTED, error_message="Model is already training")
+    running = make_run(alice, model, S.RUNNING)
+    assert "Not started: Model is already training" in run_command("runs")
+    rows = {row["id"]: row for row in json.loads(run_command("runs", "--json"))}
+    assert rows[refused.pk]["state"] == "not_started"
+    assert rows[refused.pk]["outcome"] == "Not started: Model is already training"
+    assert rows[running.pk]["outcome"] == ""
+    assert refused.pk not in [
+        row["id"] for row in json.loads(run_command("runs", "--active", "--json"))
+    ]
+
+
 def test_runs_says_when_there_are_none(db):
     assert "No runs" in run_command("runs")
 

@@ -366,6 +366,43 @@ def test_the_page_shows_the_totals(client, alice, known_runs):
     assert 'data-total="queue-mean">1 min 38 s<' in text  # (60+120+30+240+90+45)/6 = 97.5
 
 
+@pytest.fixture
+def refused(known_runs, bob):
+    """A launch of team A that Scenario refused: quoted, never trained, never billed."""
+    run = make_run(
+        bob, "Castle LoRA", state=RunState.NOT_STARTED, launched=at("2025-03-04"), quote=25,
+        model=known_runs["castle"].model,
+    )  # fmt: skip
+    TrainingRun.objects.filter(pk=run.pk).update(error_message="Model is already training")
+    return run
+
+
+def test_a_launch_that_never_started_is_left_out_of_success_rates(staff, known_runs, refused):
+    totals = reports.totals(visible_runs(staff))
+    assert (totals.runs, totals.succeeded, totals.failed, totals.canceled) == (8, 4, 1, 1)
+    assert totals.not_started == 1
+    assert totals.success_rate == pytest.approx(4 / 5)  # as without it
+    # Its quote was for a training that never happened: it is neither spent nor quoted.
+    assert totals.cu_spent == pytest.approx(9 + 4 + 20 + 14 + 3)
+    assert totals.cu_quoted == pytest.approx(10 + 12 + 20 + 5 + 15 + 3 + 11)
+    bob_row = next(r for r in reports.by_artist(visible_runs(staff)) if r["artist"] == "Bob")
+    assert (bob_row["runs"], bob_row["not_started"], bob_row["success_rate"]) == (2, 1, 1.0)
+    march = reports.by_month(visible_runs(staff))[0]
+    assert (march["not_started"], march["success_rate"]) == (1, 1.0)
+    week = next(p for p in reports.success_per_week(visible_runs(staff)) if p.not_started)
+    assert (week.succeeded, week.failed, week.not_started, week.rate) == (1, 0, 1, 1.0)
+
+
+def test_the_history_filters_and_counts_runs_that_never_started(client, alice, refused):
+    assert page_ids(client, alice, state="not_started") == [refused.pk]
+    text = client.get(HISTORY).text
+    assert '<option value="not_started">Not started</option>' in text
+    assert 'data-total="success-rate">75%<' in text  # team A as before: 3 of 4
+    assert 'data-total="not-started">1<' in text
+    filtered = client.get(HISTORY, {"state": "not_started"}).text
+    assert "Not started" in filtered and 'data-total="success-rate">—<' in filtered
+
+
 def test_the_breakdown_by_artist(staff, known_runs):
     rows = {row["artist"]: row for row in reports.by_artist(visible_runs(staff))}
     assert set(rows) == {"Alice", "Dave", "Bob", "Charlie"}

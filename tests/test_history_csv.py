@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from tests.test_history_factories import make_run, seed_known_runs
 from training import reports
+from training.models import RunState, TrainingRun
 
 CSV = reverse("history_csv")
 
@@ -63,7 +64,23 @@ def test_a_row_holds_the_run_figures(client, staff, known_runs):
         "cu_discount": "1",
         "epochs": "3",
         "finished_at": "2025-01-06T10:11:40+00:00",
+        "outcome": "Succeeded",
     }
+
+
+def test_the_outcome_says_why_a_run_failed_or_never_started(client, staff, alice):
+    refused = make_run(alice, "Creature concepts", state=RunState.NOT_STARTED, quote=40)
+    failed = make_run(alice, "Doomed", state=RunState.FAILED, quote=40)
+    TrainingRun.objects.filter(pk=refused.pk).update(error_message="Model is already training")
+    TrainingRun.objects.filter(pk=failed.pk).update(error_message="training diverged")
+    running = make_run(alice, "Going", state=RunState.RUNNING)
+    _, rows = export(client, staff)
+    by_id = {row["id"]: row for row in rows}
+    assert by_id[str(refused.pk)]["state"] == "not_started"
+    assert by_id[str(refused.pk)]["outcome"] == "Not started: Model is already training"
+    assert by_id[str(refused.pk)]["cu_billed"] == ""
+    assert by_id[str(failed.pk)]["outcome"] == "Failed: training diverged"
+    assert by_id[str(running.pk)]["outcome"] == "Running"
 
 
 def test_missing_figures_are_empty_cells(client, staff, known_runs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from itertools import count
 
-from training.models import EpochSample, RunState, ScenarioModel, TrainingRun
+from training.models import FINAL_STATES, EpochSample, RunState, ScenarioModel, TrainingRun
 
 _serial = count(1)
 UTC = dt.UTC
@@ -58,7 +58,7 @@ def make_run(
     )
     launched = launched or at("2025-01-01")
     finished = None
-    if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
+    if state in FINAL_STATES:
         finished = launched + dt.timedelta(
             seconds=wall if wall is not None else (queue or 0) + (train or 0) + 30
         )

@@ -34,6 +34,19 @@ def test_a_runs_admin_page_shows_its_events_and_edits_nothing(admin_client, run)
     assert 'name="state"' not in page
 
 
+def test_the_admin_says_why_a_launch_did_not_start(admin_client, run):
+    services.transition(run, RunState.NOT_STARTED, expected=[RunState.SUBMITTING],
+                        source="worker", error_message="Model is already training")  # fmt: skip
+    listing = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
+    assert "Not started: Model is already training" in listing
+    page = admin_client.get(reverse("admin:training_trainingrun_change", args=[run.pk]))
+    assert "Not started: Model is already training" in page.content.decode()
+    filtered = admin_client.get(
+        reverse("admin:training_trainingrun_changelist"), {"state__exact": "not_started"}
+    )
+    assert f"/{run.pk}/change/" in filtered.content.decode()
+
+
 def test_a_runs_admin_page_hides_secret_parameters(admin_client, run):
     run.parameters = {"rank": 16, "wandbKey": "wandb-secret-123"}
     run.save(update_fields=["parameters"])

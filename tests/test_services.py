@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from tests.fixtures.workers import make_run
 from training import services
-from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
+from training.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    RunEvent,
+    RunState,
+    ScenarioModel,
+    TrainingRun,
+)
 
 S = RunState
 
@@ -127,6 +134,15 @@ def test_valid_paths_follow_the_state_machine():
     assert not services.is_valid_path([S.DRAFT, S.QUEUED])
     assert not services.is_valid_path([S.SUBMITTING, S.QUEUED])
     assert not services.is_valid_path([S.DRAFT, S.SUBMITTING, S.QUEUED, S.SUCCEEDED, S.FAILED])
+
+
+def test_not_started_is_reached_only_from_submitting_and_leads_nowhere():
+    assert services.is_valid_path([S.DRAFT, S.SUBMITTING, S.NOT_STARTED])
+    # Once Scenario has the training it can fail, but no longer "not start".
+    sources = {state for state, targets in services.TRANSITIONS.items() if S.NOT_STARTED in targets}
+    assert sources == {S.SUBMITTING}
+    assert services.TRANSITIONS[S.NOT_STARTED] == frozenset()
+    assert S.NOT_STARTED in FINAL_STATES and S.NOT_STARTED not in ACTIVE_STATES
 
 
 # --- launching ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ send) can be set up deterministically. The worker tests run the same code throug
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -173,23 +174,55 @@ def test_a_submission_in_progress_is_left_alone(scenario, alice, knight):
     assert launches(knight) == 0
 
 
-def test_a_refused_launch_fails_with_scenarios_message(scenario, alice):
+def test_a_refused_launch_is_not_started_with_scenarios_message(scenario, alice):
     empty = mirror(scenario.create_model("Empty", images=0))
     run = launch(alice, empty)
     services.submit_run(run.pk)
     run.refresh_from_db()
-    assert run.state == S.FAILED
+    assert run.state == S.NOT_STARTED
     assert run.error_message == "Model has no training images"
-    assert run.events.last().message == "Model has no training images"
+    assert run.events.last().message == "Scenario refused the launch: Model has no training images"
+    assert run.finished_at is not None and run.next_poll_at is None
 
 
-def test_a_model_already_training_elsewhere_fails_the_run(scenario, alice, knight):
+def test_a_model_already_training_elsewhere_leaves_the_run_not_started(scenario, alice, knight):
     scenario.client().trigger(knight.remote_id, {})  # someone else's training
     run = launch(alice, knight)
     services.submit_run(run.pk)
     run.refresh_from_db()
-    assert run.state == S.FAILED
-    assert "already training" in run.error_message
+    assert run.state == S.NOT_STARTED
+    assert run.error_message == "Model is already training"
+    assert run.outcome == "Not started: Model is already training"
+    assert not services.is_launched(run)
+    assert launches(knight, status=400) == 1
+
+
+def test_a_launch_refused_after_its_cancel_was_requested_ends_canceled(scenario, alice, knight):
+    scenario.set_speed(5)  # someone else's training, long enough to outlast the test
+    scenario.client().trigger(knight.remote_id, {})
+    faults.inject(None, method="PUT", path_contains="/train", delay_ms=800)
+    run = launch(alice, knight)
+
+    def submit():
+        try:
+            services.submit_run(run.pk)
+        finally:
+            services.close_client()
+            connection.close()
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    for _ in range(200):
+        if TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING).exists():
+            break
+        time.sleep(0.01)
+    # The trigger is on its way (the answer takes 0.8 s) when the cancel comes in.
+    assert services.request_cancel(TrainingRun.objects.get(pk=run.pk), alice)
+    worker.join(timeout=10)
+    run.refresh_from_db()
+    assert run.state == S.CANCELED
+    assert run.error_message == "Model is already training"
+    assert states(run)[-2:] == [S.CANCEL_REQUESTED, S.CANCELED]
 
 
 def test_a_rate_limited_launch_is_retried_and_sent_once(scenario, alice, knight):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from training.models import (
+    FINAL_STATES,
     EpochSample,
     EventSource,
     RunEvent,
@@ -43,7 +45,7 @@ def make_run(user, state=RunState.RUNNING, *, name=None, **fields) -> TrainingRu
         "job_id": f"job-{number}",
         "submitted_at": now - timedelta(minutes=3),
     }
-    if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED):
+    if state in FINAL_STATES:
         defaults["finished_at"] = now
     defaults.update(fields)
     return TrainingRun.objects.create(**defaults)
@@ -337,6 +339,31 @@ def test_the_watcher_says_failed_and_canceled_in_words(client, alice):
 
 
 @pytest.mark.django_db
+def test_the_watcher_says_a_launch_did_not_start_and_why(client, alice):
+    refused = make_run(alice, name="Creature concepts")
+    client.force_login(alice)
+    finish(refused, RunState.NOT_STARTED, error_message="Model is already training")
+    response = client.get(reverse("runs_finished"), {"since": "1"}, **HTMX)
+    messages = json.loads(response["HX-Trigger"])["run-finished"]["messages"]
+    assert messages == ["Creature concepts — Not started: Model is already training"]
+
+
+@pytest.mark.django_db
+def test_recently_finished_says_a_launch_did_not_start_and_why(client, alice):
+    refused = make_run(
+        alice, name="Creature concepts", quote_cu_cost=80, submitted_at=timezone.now()
+    )
+    finish(refused, RunState.NOT_STARTED, error_message="Model is already training")
+    client.force_login(alice)
+    page = client.get(reverse("home")).content.decode()
+    assert f"run-card-{refused.pk}" not in page  # not active
+    row = page[page.index(f'id="recent-{refused.pk}"') :].split("</tr>")[0]
+    assert '<span class="state state-not_started">Not started</span>' in row
+    assert "Model is already training" in row
+    assert row.rstrip().endswith('<td class="num">—</td>')  # its quote is no cost
+
+
+@pytest.mark.django_db
 def test_the_dashboard_has_no_second_watcher_but_other_pages_do(client, alice):
     run = make_run(alice)
     client.force_login(alice)
@@ -531,6 +558,39 @@ def test_the_cost_panel_compares_quote_and_bill_and_shows_training_stats(client,
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "120 CU" in page and "118.5 CU" in page and "10 CU discount" in page
     assert "42 s" in page and "6 min 25 s" in page
+
+
+@pytest.mark.django_db
+def test_a_launch_that_never_started_says_why_ticks_no_stage_and_costs_nothing(client, alice):
+    run = make_run(
+        alice, RunState.NOT_STARTED, name="Creature concepts", job_id="", quote_cu_cost=80,
+        error_message="Model is already training",
+    )  # fmt: skip
+    client.force_login(alice)
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert '<span id="run-state" class="state state-not_started big">Not started</span>' in page
+    assert "<strong>Not started: Model is already training</strong>" in page
+    assert "The training failed" not in page
+    timeline = page[page.index('<ol class="timeline">') : page.index("</ol>")]
+    assert "step-done" not in timeline and "step-current" not in timeline
+    assert timeline.count("not reached") == 3
+    assert '<span class="step-label">Not started</span>' in timeline
+    assert 'class="billed">None: the training never started<' in page
+    assert "80 CU, not spent" in page
+    assert "The training never started, so there are no sample images." in page
+    assert "There is no job: Scenario refused the launch." in page
+    assert "hx-trigger" not in page.split('id="run-live"')[1].split(">")[0]  # final: no polling
+
+
+@pytest.mark.django_db
+def test_a_later_launch_that_never_started_leaves_the_epochs_to_the_run_before(client, alice):
+    trained = make_run(alice, RunState.SUCCEEDED)
+    add_samples(trained)
+    make_run(alice, RunState.NOT_STARTED, model=trained.model, error_message="Model is busy")
+    client.force_login(alice)
+    grid = client.get(reverse("run_samples", args=[trained.pk]), **HTMX).content.decode()
+    assert "Use this epoch" in grid
+    assert "trained again" not in grid
 
 
 @pytest.mark.django_db

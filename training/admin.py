@@ -88,7 +88,9 @@ class EpochSampleInline(admin.TabularInline):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["pk", "model", "team", "created_by", "state", "stage", "cu_cost", "created_at"]
+    list_display = [
+        "pk", "model", "team", "created_by", "outcome", "stage", "cu_cost", "created_at",
+    ]  # fmt: skip
     list_filter = ["state", "team", "model_type"]
     search_fields = ["model__name", "model__remote_id", "job_id", "created_by__username"]
     date_hierarchy = "created_at"
@@ -100,7 +102,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
         # The whole run is a record of what happened; none of it is edited by hand.
         fields = [field.name for field in TrainingRun._meta.fields]
         fields[fields.index("parameters")] = "shown_parameters"
+        fields.insert(fields.index("state") + 1, "outcome")
         return fields
+
+    @admin.display(description="state", ordering="state")
+    def outcome(self, run):
+        return run.outcome
 
     @admin.display(description="parameters")
     def shown_parameters(self, run):

@@ -3,10 +3,11 @@
 "Spent this month" counts every run the team launched this calendar month (in the dashboard's
 time zone) at the price it is known to cost:
 - the billed cu_cost when Scenario has billed it (whatever the run's state);
-- otherwise its quote, unless it failed or was canceled: a run still draft, submitting,
-  queued or running will be billed about its quote, and counting it stops several launches in
-  a row from slipping past the budget before any of them is billed;
-- a failed or canceled run without a bill costs nothing.
+- otherwise its quote, unless it failed, was canceled or never started: a run still draft,
+  submitting, queued or running will be billed about its quote, and counting it stops several
+  launches in a row from slipping past the budget before any of them is billed;
+- a failed or canceled run without a bill costs nothing, and neither does a launch Scenario
+  refused before anything started (not started), whatever its quote said.
 A run counts in the month it was launched, even when it is billed after midnight on the 1st.
 """
 
@@ -24,7 +25,7 @@ from training.models import Role, RunState, Team, TrainingRun
 
 # Past this share of the budget the bar turns amber.
 NEAR_SHARE = 0.8
-UNBILLED_FREE_STATES = (RunState.FAILED, RunState.CANCELED)
+UNBILLED_FREE_STATES = (RunState.FAILED, RunState.CANCELED, RunState.NOT_STARTED)
 
 
 def month_bounds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:

@@ -215,9 +215,10 @@ def success_over_time(points: list[RatePoint]) -> Chart | None:
     for i, p in enumerate(points):
         if p.rate is None:
             continue
+        not_started = f", {p.not_started} not started" if p.not_started else ""
         tip = (
             f"Week of {p.week:%d %b %Y}: {p.rate:.0%} ({p.succeeded} succeeded, "
-            f"{p.failed} failed, {p.canceled} canceled)"
+            f"{p.failed} failed, {p.canceled} canceled{not_started})"
         )
         body.append(
             f'<circle cx="{x(i):.1f}" cy="{y(p.rate * 100):.1f}" r="3.5" fill="#fff" '

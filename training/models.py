@@ -84,10 +84,25 @@ class RunState(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELED = "canceled", "Canceled"
+    # Scenario refused the launch before anything started: no training, no cost, no outcome
+    # for success rates.
+    NOT_STARTED = "not_started", "Not started"
 
 
-FINAL_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED})
+FINAL_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELED, RunState.NOT_STARTED}
+)
 ACTIVE_STATES = frozenset(set(RunState) - FINAL_STATES)
+# States that say why in words: the reason follows the state, "Not started: Model is …".
+STATES_WITH_REASON = frozenset({RunState.FAILED, RunState.NOT_STARTED})
+
+
+def outcome_words(state: str, reason: str = "") -> str:
+    """Say how a run ended, or where it is, with Scenario's reason when it gave one."""
+    label = RunState(state).label if state in RunState.values else state
+    if state in STATES_WITH_REASON and reason:
+        return f"{label}: {reason}"
+    return label
 
 
 class TrainingRun(models.Model):
@@ -174,6 +189,11 @@ class TrainingRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def outcome(self) -> str:
+        """The state in words with its reason: "Not started: Model is already training"."""
+        return outcome_words(self.state, self.error_message)
 
 
 class EpochSample(models.Model):

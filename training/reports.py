@@ -38,7 +38,7 @@ from django.db.models.functions import Coalesce, Concat, NullIf, Trim, TruncMont
 from django.utils import timezone
 
 from training.access import membership_of
-from training.models import EpochSample, Role, RunState, Team, TrainingRun
+from training.models import EpochSample, Role, RunState, Team, TrainingRun, outcome_words
 from training.templatetags.monitoring import person
 
 PAGE_SIZE = 50
@@ -46,7 +46,8 @@ SCATTER_LIMIT = 400
 # Beyond this many artists or types a weekly stack becomes unreadable: the rest are "Others".
 STACK_SERIES = 7
 # Success rate counts the runs that reached an outcome of their own: canceled runs were
-# somebody's decision, not a failed training, and active runs have no outcome yet.
+# somebody's decision, not a failed training, a launch Scenario refused (not started) never
+# trained, and active runs have no outcome yet.
 OUTCOME_STATES = (RunState.SUCCEEDED, RunState.FAILED)
 
 
@@ -436,6 +437,7 @@ def _outcome_counts() -> dict[str, Count]:
         "succeeded": Count("pk", filter=Q(state=RunState.SUCCEEDED)),
         "failed": Count("pk", filter=Q(state=RunState.FAILED)),
         "canceled": Count("pk", filter=Q(state=RunState.CANCELED)),
+        "not_started": Count("pk", filter=Q(state=RunState.NOT_STARTED)),
     }
 
 
@@ -479,6 +481,7 @@ class Totals:
     succeeded: int
     failed: int
     canceled: int
+    not_started: int
     cu_spent: float
     cu_quoted: float
     queue_mean: float | None
@@ -497,7 +500,8 @@ def totals(runs: QuerySet[TrainingRun]) -> Totals:
         runs=Count("pk"),
         **_outcome_counts(),
         cu_spent=Coalesce(Sum("cu_cost"), 0.0),
-        cu_quoted=Coalesce(Sum("quote_cu_cost"), 0.0),
+        # A launch Scenario refused was quoted for a training that never happened.
+        cu_quoted=Coalesce(Sum("quote_cu_cost", filter=~Q(state=RunState.NOT_STARTED)), 0.0),
         queue_mean=Avg("queue_duration"),
         train_mean=Avg("train_duration"),
         queue_n=Count("queue_duration"),
@@ -582,6 +586,7 @@ class RatePoint:
     succeeded: int
     failed: int
     canceled: int
+    not_started: int = 0
 
     @property
     def rate(self) -> float | None:
@@ -606,8 +611,8 @@ def weekly(runs: QuerySet[TrainingRun], stack: str) -> tuple[StackedSeries, list
     ]
     outcomes: dict[dt.date, list[int]] = {}
     for row in rows:
-        counts = outcomes.setdefault(_as_date(row["week"]), [0, 0, 0])
-        for i, state in enumerate(("succeeded", "failed", "canceled")):
+        counts = outcomes.setdefault(_as_date(row["week"]), [0, 0, 0, 0])
+        for i, state in enumerate(("succeeded", "failed", "canceled", "not_started")):
             counts[i] += row[state]
     points = [RatePoint(week, *counts) for week, counts in sorted(outcomes.items())]
     return _stack(billed), points
@@ -619,7 +624,7 @@ def cu_per_week(runs: QuerySet[TrainingRun], stack: str) -> StackedSeries:
 
 
 def success_per_week(runs: QuerySet[TrainingRun]) -> list[RatePoint]:
-    """Succeeded, failed and canceled runs per week of launch."""
+    """Succeeded, failed, canceled and not started runs per week of launch."""
     return weekly(runs, "type")[1]
 
 
@@ -674,6 +679,7 @@ CSV_HEADER = [
     "cu_discount",
     "epochs",
     "finished_at",
+    "outcome",
 ]
 
 
@@ -699,9 +705,11 @@ def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[t
         "cu_discount",
         "epochs_n",
         "finished_at",
+        "error_message",
     )
-    for row in columns.iterator(chunk_size=2000):
-        yield tuple(_csv_value(v) for v in row)
+    for *row, reason in columns.iterator(chunk_size=2000):
+        state = row[CSV_HEADER.index("state")]
+        yield tuple(_csv_value(v) for v in (*row, outcome_words(state, reason)))
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula.

@@ -51,13 +51,14 @@ S = RunState
 # The state machine: where each state may go next. Final states go nowhere.
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.DRAFT: frozenset({S.SUBMITTING, S.CANCELED}),
-    S.SUBMITTING: frozenset({S.QUEUED, S.FAILED, S.CANCEL_REQUESTED}),
+    S.SUBMITTING: frozenset({S.QUEUED, S.FAILED, S.NOT_STARTED, S.CANCEL_REQUESTED}),
     S.QUEUED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
     S.CANCEL_REQUESTED: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
     S.CANCELED: frozenset(),
+    S.NOT_STARTED: frozenset(),
 }
 
 # Remote → local, the one table: (model status, training stage) → local state.
@@ -410,7 +411,10 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         if error.transient:
             _release_lease(run, lease)
             raise TryAgain.from_error(error) from error
-        _refused(run, error)
+        if _is_refusal(error):
+            _not_started(run, error)
+        else:
+            _refused(run, error)
         return
     fields = _snapshot_fields(run, launch.model, launch.job)
     fields["job_id"] = launch.job.id or fields.get("job_id", "")
@@ -501,14 +505,41 @@ def _read_back(run: TrainingRun, client) -> bool | None:
 def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
     message = error.message or str(error)
     if not _fail(run, message, expected=[S.SUBMITTING]):
-        transition(
-            run,
-            S.CANCELED,
-            expected=[S.CANCEL_REQUESTED],
-            source=EventSource.WORKER,
-            message=f"Canceled; Scenario had refused the launch: {message}",
-            error_message=message,
-        )
+        _cancel_refused(run, message)
+
+
+def _is_refusal(error: scenario.ScenarioError) -> bool:
+    """Whether Scenario read the trigger and said no (a 4xx): then nothing can have started."""
+    return error.status is not None and 400 <= error.status < 500
+
+
+def _not_started(run: TrainingRun, error: scenario.ScenarioError) -> None:
+    """End the run not started: Scenario refused its trigger ("Model is already training").
+
+    Nothing started, so nothing failed and nothing is owed. A cancel that came first still
+    ends it canceled.
+    """
+    message = error.message or str(error)
+    if not transition(
+        run,
+        S.NOT_STARTED,
+        expected=[S.SUBMITTING],
+        source=EventSource.WORKER,
+        message=f"Scenario refused the launch: {message}",
+        error_message=message,
+    ):
+        _cancel_refused(run, message)
+
+
+def _cancel_refused(run: TrainingRun, message: str) -> None:
+    transition(
+        run,
+        S.CANCELED,
+        expected=[S.CANCEL_REQUESTED],
+        source=EventSource.WORKER,
+        message=f"Canceled; Scenario had refused the launch: {message}",
+        error_message=message,
+    )
 
 
 def _lost_lease(run: TrainingRun) -> None:

@@ -66,6 +66,7 @@ FINAL_LABELS = {
     RunState.SUCCEEDED: "Finished",
     RunState.FAILED: "Failed",
     RunState.CANCELED: "Canceled",
+    RunState.NOT_STARTED: "Not started",
 }
 
 
@@ -197,6 +198,8 @@ def _finished_message(run) -> str:
         return f"{name} failed"
     if run.state == RunState.CANCELED:
         return f"{name} was canceled"
+    if run.state == RunState.NOT_STARTED:
+        return f"{name} — {run.outcome}"
     epochs = _epoch_count(run)
     if not epochs:
         return f"{name} finished"
@@ -368,6 +371,8 @@ def ended_at(run, history) -> datetime | None:
 
 def _timeline(run, history) -> list[dict]:
     """Launched → queued → starting → training → finished, with the time of each step seen."""
+    if run.state == RunState.NOT_STARTED:
+        return _refused_timeline(run)
 
     def first(statuses):
         return next((at for at, status in history if status in statuses), None)
@@ -396,6 +401,20 @@ def _timeline(run, history) -> list[dict]:
                 "status": status,
             }
         )
+    return steps
+
+
+def _refused_timeline(run) -> list[dict]:
+    """Tick no stage of a launch Scenario refused: it reached none; the end says so.
+
+    The launch keeps its time (someone did press it), the end the time of the refusal.
+    """
+    steps = [
+        {"key": key, "label": STAGE_LABELS[key], "at": None, "status": "unreached"}
+        for key in STAGES
+    ]
+    steps[0].update(at=run.created_at, status="attempted")
+    steps[-1].update(label=FINAL_LABELS[run.state], at=run.finished_at, status="refused")
     return steps
 
 
@@ -495,11 +514,17 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
 
 
 def _later_runs():
-    return TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk"))
+    """Later runs of the same model that trained (a refused launch trained nothing)."""
+    return TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk")).exclude(
+        state=RunState.NOT_STARTED
+    )
 
 
 def _latest_of_its_model():
-    """True when no later run of the same model exists: the model's epochs are this run's."""
+    """True when no later run of the same model exists: the model's epochs are this run's.
+
+    A later launch Scenario refused trained nothing, so it takes no epochs away.
+    """
     return ~Exists(_later_runs())
 
 

@@ -30,6 +30,7 @@ STATE_WORDS = {
     RunState.SUCCEEDED: "Finished",
     RunState.FAILED: "Failed",
     RunState.CANCELED: "Canceled",
+    RunState.NOT_STARTED: "Not started",
 }
 JOB_STATUS_WORDS = {
     "queued": "Queued",

@@ -23,6 +23,7 @@ COLUMNS = (
     "queued",
     "trained",
     "CU",
+    "outcome",
 )
 
 
@@ -77,6 +78,7 @@ def as_dict(run: TrainingRun) -> dict:
         "cu_cost": run.cu_cost,
         "cu_discount": run.cu_discount,
         "error_message": run.error_message,
+        "outcome": run.outcome if run.is_final else "",
         "created_at": run.created_at,
         "finished_at": run.finished_at,
     }
@@ -107,6 +109,7 @@ def _cells(row: dict) -> tuple[str, ...]:
         _seconds(row["queue_duration"]),
         _seconds(row["train_duration"]),
         f"{row['cu_cost']:g}" if row["cu_cost"] is not None else "-",
+        row["outcome"] or "-",
     )
 
 
