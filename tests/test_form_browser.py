@@ -78,7 +78,7 @@ def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alic
     page.fill("#id_nbEpochs", "7")
     page.press("#id_nbEpochs", "Tab")
     page.wait_for_selector(".quote-panel.stale")
-    assert page.is_disabled("button[value='launch']")
+    assert page.is_disabled("button[value='confirm']")
 
 
 def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, synced_models):
@@ -114,18 +114,19 @@ def test_launching_from_the_browser_lands_on_the_run_page(
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
     cost = page.inner_text(".quote-cost")
-    confirmations = []
 
-    def accept(dialog):
-        confirmations.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
-    page.click("button[value='launch']")
+    # The launch button asks for a confirmation in the page, showing the quote again.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert page.inner_text(".launch-confirm .quote-cost") == cost
+    quoted = float(page.get_attribute(".launch-confirm .quote-cost", "data-quote-cost"))
+    assert not TrainingRun.objects.exists()
+    save_screenshot(page, "launch-confirmation")
+    page.click(".launch-confirm button[value='launch']")
     page.wait_for_url("**/runs/*/")
     run = TrainingRun.objects.get()
     assert page.url.endswith(f"/runs/{run.pk}/")
-    assert cost.replace(" CU", "") in confirmations[0]
+    assert run.quote_cu_cost == quoted
 
 
 def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
@@ -150,7 +151,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
     assert "over its 2,000 CU monthly budget" in page.inner_text("#over-budget")
-    assert page.is_disabled("button[value='launch']")
+    assert page.is_disabled("button[value='confirm']")
     save_screenshot(page, "launch-over-budget-artist")
 
     # Bob, the lead, must tick the override box; without it the launch is refused in words.
@@ -158,15 +159,19 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
-    assert not page.is_disabled("button[value='launch']")
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.click("button[value='launch']")
-    page.wait_for_selector(".quote-panel .error-box")
-    assert "A team lead can override." in page.inner_text(".quote-panel .error-box")
+    assert not page.is_disabled("button[value='confirm']")
+    # Without the tick the form points to the box, before any confirmation.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".override-needed")
+    assert "A team lead can override" not in page.inner_text("#launch-form")
+    assert page.locator(".launch-confirm").count() == 0
     assert not TrainingRun.objects.filter(model=knight).exists()
     page.check("input[name='override_budget']")
     save_screenshot(page, "launch-over-budget-lead")
-    page.click("button[value='launch']")
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert "over its 2,000 CU monthly budget" in page.inner_text(".launch-confirm #over-budget")
+    page.click(".launch-confirm button[value='launch']")
     page.wait_for_url("**/runs/*/")
     run = TrainingRun.objects.get(model=knight)
     assert run.budget_override and run.created_by == bob
