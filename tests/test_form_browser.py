@@ -176,3 +176,43 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     run = TrainingRun.objects.get(model=knight)
     assert run.budget_override and run.created_by == bob
     assert "Budget override by Bob" in run.events.get().message
+
+
+@pytest.fixture
+def page_without_javascript(chromium, live_server):
+    """A page in a browser context with JavaScript turned off."""
+    context = chromium.new_context(
+        base_url=live_server.url, java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def test_without_javascript_a_launch_goes_through_a_confirmation_page(
+    page_without_javascript, live_server, client, alice, synced_models
+):
+    page = page_without_javascript
+    _sign_in(page, client, alice, live_server)
+    knight = synced_models["Knight portraits"]
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    page.fill("#id_nbEpochs", "6")
+    page.click("button[value='estimate']:not(.sr-only)")
+    page.wait_for_selector(".quote-panel.ready")
+    cost = page.inner_text(".quote-cost")
+
+    # The form's launch button loads a confirmation page: the quote again, nothing launched.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert "Confirm the launch" in page.inner_text(".launch-confirm h2")
+    assert page.inner_text(".launch-confirm .quote-cost") == cost
+    assert "Epochs" in page.inner_text(".confirm-sent")
+    assert not TrainingRun.objects.exists()
+    save_screenshot(page, "launch-confirmation-without-javascript")
+
+    page.click(".launch-confirm button[value='launch']")
+    page.wait_for_url("**/runs/*/")
+    run = TrainingRun.objects.get()
+    assert page.url.endswith(f"/runs/{run.pk}/")
+    assert run.parameters["nbEpochs"] == 6 and f"{run.quote_cu_cost:,.0f} CU" == cost
