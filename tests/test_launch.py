@@ -284,6 +284,7 @@ def test_a_forged_quote_is_ignored(client, alice):
     client.force_login(alice)
     page = post(client, model, {"quote_id": "x" * 80}, "launch").content.decode()
     assert "before launching" in page and not TrainingRun.objects.exists()
+    assert "That estimate is not one of yours" in page
 
 
 # --- Must show 4: dry run and launch against the simulator ------------------------------------

@@ -64,12 +64,21 @@ def test_the_form_carries_only_a_random_key_of_the_quote(scenario, client, alice
 # --- Refused, with a message on the quote panel ---------------------------------------------
 
 
+TAMPERINGS = {
+    "one character changed": lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),
+    "cut short": lambda key: key[:20],
+    "a NUL byte added": lambda key: key + "\x00",
+    "not ASCII": lambda key: "é" * len(key),
+    "far too long": lambda key: key * 40,
+}
+
+
 @pytest.mark.parametrize("action", ["confirm", "launch"])
-def test_it_refuses_a_tampered_quote_id(scenario, client, alice, knight, action):
+@pytest.mark.parametrize("tamper", TAMPERINGS.values(), ids=TAMPERINGS.keys())
+def test_it_refuses_a_tampered_quote_id(scenario, client, alice, knight, action, tamper):
     client.force_login(alice)
     data = read_form(estimate(client, knight)).post_data()
-    key = data["quote_id"][0]
-    data["quote_id"] = [key[:-1] + ("A" if key[-1] != "A" else "B")]
+    data["quote_id"] = [tamper(data["quote_id"][0])]
     response = post(client, knight, action=action, base=data)
     assert response.status_code == 200
     assert quotes.UNKNOWN in quote_panel(response).replace("&#x27;", "'")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,7 +28,9 @@ CACHE_SECONDS = 600
 MAX_AGE_SECONDS = 1800
 # Expired quotes stay a day, so that posting one says "too old" rather than "unknown".
 KEEP_EXPIRED = timedelta(days=1)
-_MAX_KEY_CHARS = 64
+# What secrets.token_urlsafe makes. Anything else is not looked up (a NUL byte, say, is an
+# error on Postgres rather than a miss).
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 UNKNOWN = "That estimate is not one of yours: estimate the cost again."
 USED = "That estimate was already used for a launch: estimate the cost again."
@@ -106,7 +109,7 @@ def read(user, key: object, model: ScenarioModel, current: str | None) -> QuoteS
     if not isinstance(key, str) or not key:
         return QuoteState()
     row = None
-    if len(key) <= _MAX_KEY_CHARS:
+    if _KEY_RE.fullmatch(key):
         row = Quote.objects.filter(key=key, user=user, model=model).first()
     if row is None:
         return QuoteState(error=UNKNOWN)
