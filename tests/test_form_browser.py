@@ -216,3 +216,30 @@ def test_without_javascript_a_launch_goes_through_a_confirmation_page(
     run = TrainingRun.objects.get()
     assert page.url.endswith(f"/runs/{run.pk}/")
     assert run.parameters["nbEpochs"] == 6 and f"{run.quote_cu_cost:,.0f} CU" == cost
+
+
+def test_the_form_keeps_a_typed_key_out_of_the_page_and_says_who_is_training(
+    browser_page, live_server, client, alice, bob, synced_models
+):
+    knight = synced_models["Knight portraits"]
+    run = TrainingRun.objects.create(
+        created_by=bob, team=bob.membership.team, model=knight, model_type=knight.type,
+        state="queued",
+    )  # fmt: skip
+    key = "wandb-browser-0123456789abcdef01234567"
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    notice = page.inner_text("#training-now")
+    assert "This model is training now" in notice and "Bob" in notice
+    assert page.get_attribute("#training-now a", "href") == f"/runs/{run.pk}/"
+
+    page.click("details.advanced summary")
+    page.fill("#id_wandbKey", key)
+    page.click("button[value='estimate']:not(.sr-only)")
+    page.wait_for_selector(".quote-panel.ready")
+    assert page.input_value("#id_wandbKey") == ""
+    assert "A key is set" in page.text_content("#field-wandbKey")
+    assert key not in page.content()
+    page.click("details.advanced summary")
+    save_screenshot(page, "launch-key-set-and-model-training")
