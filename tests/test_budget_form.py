@@ -178,6 +178,8 @@ def test_the_lead_is_offered_an_explicit_override(scenario, client, bob, knight)
     response = estimate(client, knight)
     page = response.content.decode()
     assert over_message() in page and "Launch anyway (over budget)" in page
+    assert page.count("As the team's lead you may launch past the budget") == 1
+    assert "A team lead can override" not in page
     form = read_form(response)
     assert form.value("override_budget") is False
     button = launch_button(page)

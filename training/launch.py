@@ -273,7 +273,7 @@ def _launch_post(request):
     action = request.POST.get("action", "")
     key = _idempotency_key(request.POST.get("idempotency_key"))
     if action == "launch":
-        existing = TrainingRun.objects.filter(idempotency_key=key, created_by=request.user).first()
+        existing = _run_of_form(request, key)
         if existing is not None:
             return _go_to_run(request, existing)
     form = LaunchForm(model, data=request.POST, kept_secrets=_kept_secrets(request, key, model))
@@ -405,6 +405,10 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
         with transaction.atomic():
             # Refused below, the launch rolls this back: the quote stays good for a retry.
             if not quotes.consume(request.user, quote.key):
+                # A double click whose twin got there first finds the run the twin made.
+                run = _run_of_form(request, key)
+                if run is not None:
+                    return _go_to_run(request, run)
                 quote.stale, quote.error = True, quotes.USED
                 return None
             run = services.launch_run(
@@ -421,6 +425,11 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
         return None
     _keep_secrets(request, key, form.model, {})
     return _go_to_run(request, run)
+
+
+def _run_of_form(request, key: uuid.UUID) -> TrainingRun | None:
+    """The run this form (its idempotency key) already launched, if any."""
+    return TrainingRun.objects.filter(idempotency_key=key, created_by=request.user).first()
 
 
 def _go_to_run(request, run: TrainingRun):
