@@ -149,10 +149,13 @@ def test_it_refuses_a_correctly_signed_forged_quote_of_the_old_format(
     forged = signing.dumps(
         {"d": quotes.digest(knight, sent), "c": 0, "x": 0}, salt="training.launch.quote"
     )
-    for name in ("quote_id", "quote_token"):
+    # In the quote's field it is an unknown key; under the old field's name, an unknown field.
+    said = {"quote_id": quotes.UNKNOWN, "quote_token": "Fix the fields marked above"}
+    for name, message in said.items():
         forgery = {**{k: v for k, v in data.items() if k != "quote_id"}, name: [forged]}
         for action in ("confirm", "launch"):
             response = post(client, knight, action=action, base=forgery)
+            assert message in quote_panel(response).replace("&#x27;", "'")
             assert "quote-panel ready" not in response.content.decode()
             assert "Confirm the launch" not in response.content.decode()
     assert not TrainingRun.objects.filter(model=knight).exists()
