@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin
 
 from simulator.models import FaultRates, FaultRule, RequestLog, SimJob, SimModel, SimTrainingImage
@@ -19,11 +21,28 @@ class SimModelAdmin(admin.ModelAdmin):
     inlines = [ImageInline]
 
 
+# The training parameters that are credentials (the Weights & Biases key in Scenario's
+# train-endpoints document): the admin shows that one was sent, never its value.
+SECRET_PARAMETERS = frozenset({"wandbKey"})
+HIDDEN = "(set, hidden)"
+
+
 @admin.register(SimJob)
 class SimJobAdmin(admin.ModelAdmin):
     list_display = ["id", "model", "job_type", "steps", "epochs", "cost", "requested_at"]
     list_filter = ["job_type"]
     search_fields = ["id", "model__id", "model__name"]
+    exclude = ["parameters"]
+    readonly_fields = ["shown_parameters"]
+
+    @admin.display(description="parameters")
+    def shown_parameters(self, job):
+        parameters = job.parameters if isinstance(job.parameters, dict) else {}
+        shown = {
+            name: HIDDEN if name in SECRET_PARAMETERS and value else value
+            for name, value in parameters.items()
+        }
+        return json.dumps(shown, indent=2, ensure_ascii=False)
 
 
 @admin.register(RequestLog)

@@ -115,8 +115,8 @@ def spend_up_to_overrun(client, model, user, overrun=OVERRUN) -> float:
 
 
 def launch_button(page: str) -> str:
-    """The launch button's opening tag."""
-    match = re.search(r'<button class="btn primary"[^>]*value="launch"[^>]*>', page, re.S)
+    """The form's launch button's opening tag (it asks for the confirmation)."""
+    match = re.search(r'<button class="btn primary"[^>]*value="confirm"[^>]*>', page, re.S)
     assert match, "no launch button"
     return match.group(0)
 
@@ -178,14 +178,23 @@ def test_the_lead_is_offered_an_explicit_override(scenario, client, bob, knight)
     response = estimate(client, knight)
     page = response.content.decode()
     assert over_message() in page and "Launch anyway (over budget)" in page
+    assert page.count("As the team's lead you may launch past the budget") == 1
+    assert "A team lead can override" not in page
     form = read_form(response)
     assert form.value("override_budget") is False
     button = launch_button(page)
     assert " disabled" not in button
-    assert over_message() in button  # in the confirmation htmx asks for too
-    # Launching without ticking the box is refused, and says the lead can override.
-    page = post(client, knight, action="launch", base=form.post_data()).content.decode()
-    assert "A team lead can override." in page
+    # Without the tick the form says, once and before any confirmation, where to tick.
+    page = post(client, knight, action="confirm", base=form.post_data()).content.decode()
+    assert page.count("Tick “Launch anyway” to launch past the budget.") == 1
+    assert page.count(over_message()) == 1
+    assert "A team lead can override" not in page
+    assert "Confirm the launch" not in page
+    # With the tick, the confirmation repeats the overrun beside the quote.
+    data = form.post_data()
+    data["override_budget"] = ["true"]
+    page = post(client, knight, action="confirm", base=data).content.decode()
+    assert "Confirm the launch" in page and over_message() in page
     assert not TrainingRun.objects.filter(model=knight).exists()
 
 

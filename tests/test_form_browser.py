@@ -78,7 +78,7 @@ def test_the_flux_lora_form_in_a_browser(browser_page, live_server, client, alic
     page.fill("#id_nbEpochs", "7")
     page.press("#id_nbEpochs", "Tab")
     page.wait_for_selector(".quote-panel.stale")
-    assert page.is_disabled("button[value='launch']")
+    assert page.is_disabled("button[value='confirm']")
 
 
 def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, synced_models):
@@ -114,18 +114,19 @@ def test_launching_from_the_browser_lands_on_the_run_page(
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
     cost = page.inner_text(".quote-cost")
-    confirmations = []
 
-    def accept(dialog):
-        confirmations.append(dialog.message)
-        dialog.accept()
-
-    page.on("dialog", accept)
-    page.click("button[value='launch']")
+    # The launch button asks for a confirmation in the page, showing the quote again.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert page.inner_text(".launch-confirm .quote-cost") == cost
+    quoted = float(page.get_attribute(".launch-confirm .quote-cost", "data-quote-cost"))
+    assert not TrainingRun.objects.exists()
+    save_screenshot(page, "launch-confirmation")
+    page.click(".launch-confirm button[value='launch']")
     page.wait_for_url("**/runs/*/")
     run = TrainingRun.objects.get()
     assert page.url.endswith(f"/runs/{run.pk}/")
-    assert cost.replace(" CU", "") in confirmations[0]
+    assert run.quote_cu_cost == quoted
 
 
 def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
@@ -150,7 +151,7 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
     assert "over its 2,000 CU monthly budget" in page.inner_text("#over-budget")
-    assert page.is_disabled("button[value='launch']")
+    assert page.is_disabled("button[value='confirm']")
     save_screenshot(page, "launch-over-budget-artist")
 
     # Bob, the lead, must tick the override box; without it the launch is refused in words.
@@ -158,16 +159,87 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
     page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector("#over-budget")
-    assert not page.is_disabled("button[value='launch']")
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.click("button[value='launch']")
-    page.wait_for_selector(".quote-panel .error-box")
-    assert "A team lead can override." in page.inner_text(".quote-panel .error-box")
+    assert not page.is_disabled("button[value='confirm']")
+    # Without the tick the form points to the box, before any confirmation.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".override-needed")
+    assert "A team lead can override" not in page.inner_text("#launch-form")
+    assert page.locator(".launch-confirm").count() == 0
     assert not TrainingRun.objects.filter(model=knight).exists()
     page.check("input[name='override_budget']")
     save_screenshot(page, "launch-over-budget-lead")
-    page.click("button[value='launch']")
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert "over its 2,000 CU monthly budget" in page.inner_text(".launch-confirm #over-budget")
+    page.click(".launch-confirm button[value='launch']")
     page.wait_for_url("**/runs/*/")
     run = TrainingRun.objects.get(model=knight)
     assert run.budget_override and run.created_by == bob
     assert "Budget override by Bob" in run.events.get().message
+
+
+@pytest.fixture
+def page_without_javascript(chromium, live_server):
+    """A page in a browser context with JavaScript turned off."""
+    context = chromium.new_context(
+        base_url=live_server.url, java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+def test_without_javascript_a_launch_goes_through_a_confirmation_page(
+    page_without_javascript, live_server, client, alice, synced_models
+):
+    page = page_without_javascript
+    _sign_in(page, client, alice, live_server)
+    knight = synced_models["Knight portraits"]
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    page.fill("#id_nbEpochs", "6")
+    page.click("button[value='estimate']:not(.sr-only)")
+    page.wait_for_selector(".quote-panel.ready")
+    cost = page.inner_text(".quote-cost")
+
+    # The form's launch button loads a confirmation page: the quote again, nothing launched.
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    assert "Confirm the launch" in page.inner_text(".launch-confirm h2")
+    assert page.inner_text(".launch-confirm .quote-cost") == cost
+    assert "Epochs" in page.inner_text(".confirm-sent")
+    assert not TrainingRun.objects.exists()
+    save_screenshot(page, "launch-confirmation-without-javascript")
+
+    page.click(".launch-confirm button[value='launch']")
+    page.wait_for_url("**/runs/*/")
+    run = TrainingRun.objects.get()
+    assert page.url.endswith(f"/runs/{run.pk}/")
+    assert run.parameters["nbEpochs"] == 6 and f"{run.quote_cu_cost:,.0f} CU" == cost
+
+
+def test_the_form_keeps_a_typed_key_out_of_the_page_and_says_who_is_training(
+    browser_page, live_server, client, alice, bob, synced_models
+):
+    knight = synced_models["Knight portraits"]
+    run = TrainingRun.objects.create(
+        created_by=bob, team=bob.membership.team, model=knight, model_type=knight.type,
+        state="queued",
+    )  # fmt: skip
+    key = "wandb-browser-0123456789abcdef01234567"
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    page.goto(f"{live_server.url}/launch/?model={knight.remote_id}")
+    notice = page.inner_text("#training-now")
+    assert "This model is training now" in notice and "Bob" in notice
+    assert page.get_attribute("#training-now a", "href") == f"/runs/{run.pk}/"
+
+    page.click("details.advanced summary")
+    page.fill("#id_wandbKey", key)
+    page.click("button[value='estimate']:not(.sr-only)")
+    page.wait_for_selector(".quote-panel.ready")
+    assert page.input_value("#id_wandbKey") == ""
+    assert "A key is set" in page.text_content("#field-wandbKey")
+    assert key not in page.content()
+    page.click("details.advanced summary")
+    save_screenshot(page, "launch-key-set-and-model-training")

@@ -282,8 +282,9 @@ def test_launching_without_a_quote_is_refused(client, alice):
 def test_a_forged_quote_is_ignored(client, alice):
     model = make_model("flux.1-lora")
     client.force_login(alice)
-    page = post(client, model, {"quote_token": "x" * 80}, "launch").content.decode()
+    page = post(client, model, {"quote_id": "x" * 80}, "launch").content.decode()
     assert "before launching" in page and not TrainingRun.objects.exists()
+    assert "That estimate is not one of yours" in page
 
 
 # --- Must show 4: dry run and launch against the simulator ------------------------------------
@@ -371,7 +372,7 @@ def test_a_changed_parameter_after_quoting_forces_a_new_quote(scenario, client, 
     assert "The parameters changed since the estimate" in page
     assert not TrainingRun.objects.exists()
     form = read_form(response)
-    assert form.hidden("quote_token") is None
+    assert form.hidden("quote_id") is None
     # Estimating the new parameters asks Scenario again, and then the launch goes through.
     data = read_form(estimate(client, knight, {"nbEpochs": "12"})).post_data()
     assert sim_requests(dry_run=True).count() == 2
@@ -383,12 +384,12 @@ def test_the_quote_goes_stale_when_a_field_is_left_changed(scenario, client, ali
     client.force_login(alice)
     data = read_form(estimate(client, knight)).post_data()
     unchanged = client.post(reverse("launch_validate"), {**data, "model": knight.remote_id})
-    assert 'name="quote_token"' in unchanged.content.decode()
+    assert 'name="quote_id"' in unchanged.content.decode()
     changed = client.post(
         reverse("launch_validate"), {**data, "model": knight.remote_id, "rank": "8"}
     )
     assert "changed since the estimate" in changed.content.decode()
-    assert 'name="quote_token"' not in changed.content.decode()
+    assert 'name="quote_id"' not in changed.content.decode()
 
 
 def test_a_remote_error_shows_in_words(scenario, client, alice, knight):

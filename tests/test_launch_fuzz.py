@@ -50,7 +50,7 @@ ACTIONS = [
     "preset:medium",
     "preset:nope",
 ]
-NAMES = sorted(params.SPEC) + ["quote_token", "idempotency_key", "from_run", "model", "action"]
+NAMES = sorted(params.SPEC) + ["quote_id", "idempotency_key", "from_run", "model", "action"]
 
 values = st.one_of(
     st.sampled_from(HOSTILE),

@@ -109,10 +109,10 @@ def test_alice_launches_and_watches_her_run_move_up_the_queue_train_and_finish(
     launch(scenario, bob, "Bob's castle", speed=24)
     launch(scenario, bob, "Bob's dragon", speed=24)
 
-    # Alice launches and lands on her run's page.
+    # Alice launches, confirms on the page, and lands on her run's page.
     scenario.set_speed(14)
-    page.once("dialog", lambda dialog: dialog.accept())  # "Launch this training for … CU?"
-    page.click("button[value='launch']")
+    page.click("button[value='confirm']")
+    page.click(".launch-confirm button[value='launch']")
     expect(page.locator("h1")).to_have_text("Flux portrait v3")
     run = TrainingRun.objects.get(created_by=alice)
     assert run.parameters["samplePrompts"] == PROMPTS

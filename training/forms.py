@@ -24,7 +24,7 @@ CONTROL_NAMES = frozenset(
         "model",
         "from_run",
         "idempotency_key",
-        "quote_token",
+        "quote_id",
         "action",
         "override_budget",
     }
@@ -42,6 +42,8 @@ class BoundField:
     checked: bool = False
     error: str = ""
     image_count: int = 0
+    # A secret is never shown back: the input stays empty and says whether one is kept.
+    is_set: bool = False
 
     @property
     def name(self) -> str:
@@ -102,6 +104,7 @@ class LaunchForm:
         model: ScenarioModel,
         data: Mapping | None = None,
         initial: Mapping[str, object] | None = None,
+        kept_secrets: Mapping[str, str] | None = None,
     ):
         self.model = model
         self.model_type = model.type
@@ -114,6 +117,8 @@ class LaunchForm:
         ]
         self.prompt_field, self.source_field = _row_fields(self.family)
         self.extra_errors: dict[str, str] = {}
+        self.secret_names = {f.name for f in self.family.form_fields if f.secret}
+        self._kept = {k: v for k, v in (kept_secrets or {}).items() if k in self.secret_names}
         if data is None:
             values = dict(params.defaults_for(model.type, self.image_count))
             values.update(initial or {})
@@ -121,6 +126,7 @@ class LaunchForm:
             self.rows = self._rows_from_values(self.raw)
         else:
             self.raw, self.rows = self._raw_from_post(data)
+            self._use_kept_secrets()
         self._result: tuple[dict, dict] | None = None
 
     # --- Reading the post ---------------------------------------------------------------
@@ -177,7 +183,20 @@ class LaunchForm:
             for i, prompt in enumerate(prompts[:_MAX_ROWS_SHOWN])
         ]
 
+    def _use_kept_secrets(self) -> None:
+        """An empty secret input means "keep the one typed before", which the page never shows."""
+        for name, value in self._kept.items():
+            posted = self.raw.get(name)
+            if posted is None or (isinstance(posted, str) and not posted.strip()):
+                self.raw[name] = value
+
     # --- Changes a person asks for without typing ---------------------------------------
+
+    def forget_secret(self, name: str) -> None:
+        if name in self.secret_names:
+            self._kept.pop(name, None)
+            self.raw.pop(name, None)
+            self._result = None
 
     def apply_preset(self, key: str) -> bool:
         for preset in self.family.presets:
@@ -229,6 +248,17 @@ class LaunchForm:
         return params.request_parameters(self.model_type, self.clean, self.image_count)
 
     @property
+    def kept_secrets(self) -> dict[str, str]:
+        """The secrets to keep for the next post: valid ones typed now, else those kept before."""
+        clean, errors = self._validate()
+        kept = dict(self._kept)
+        for name in self.secret_names:
+            value = clean.get(name)
+            if name not in errors and isinstance(value, str) and value:
+                kept[name] = value
+        return kept
+
+    @property
     def other_errors(self) -> list[str]:
         """Errors that belong to no input on the page: unknown names, the whole request."""
         shown = {f.name for f in self.family.form_fields}
@@ -242,13 +272,15 @@ class LaunchForm:
 
     def bound_fields(self) -> list[BoundField]:
         errors = self.errors
+        kept = self.kept_secrets
         return [
             BoundField(
                 f,
-                value=_display(self.raw.get(f.name)),
+                value="" if f.secret else _display(self.raw.get(f.name)),
                 checked=_checked(self.raw.get(f.name)),
                 error=errors.get(f.name, ""),
                 image_count=self.image_count,
+                is_set=f.name in kept,
             )
             for f in self.family.form_fields
             if not f.is_list

@@ -6,24 +6,28 @@ instead of reloading. Two small endpoints only exist for htmx: `launch_validate`
 form when a field is left, `launch_refresh` re-syncs the model list (it also works as a plain
 post).
 
-Launching needs a quote for exactly the parameters on screen. The quote travels in the form as
-a signed token naming a digest of (model, image count, parameters sent); any change to what
-would be sent makes the token stale. Quotes are cached per digest, so the same request is not
-dry-run twice in a row. The form carries an idempotency key, so a double submit makes one run.
+Launching needs a quote for exactly the parameters on screen. Quotes stay on the server
+(training.quotes): the form names one by a random key, and any change to what would be sent
+makes it stale. The launch button asks for a confirmation, which shows the quote, the budget
+and what will be sent, and only the confirmation's own button launches: one flow with and
+without JavaScript. Whatever would refuse the launch (no team, the budget, a missing override
+tick) is said on the form before the confirmation. The form carries an idempotency key, so a
+double submit makes one run.
+
+Secret parameters (an experiment tracker's key) are never sent back to the page. Once typed,
+they are kept in the session under the form's idempotency key until the launch, and the page
+only says that a key is set.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import time
 import uuid
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core import signing
-from django.core.cache import cache
+from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -31,86 +35,22 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, params, services
+from training import access, budgets, params, quotes, services
 from training.forms import LaunchForm
-from training.models import ScenarioModel, TrainingRun
+from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
+from training.quotes import QuoteState
 from training.scenario import ScenarioError
 
 TEMPLATE = "training/launch.html"
-QUOTE_CACHE_SECONDS = 600
-# A quote older than this is not trusted for a launch: prices and discounts move.
-QUOTE_MAX_AGE_SECONDS = 1800
-_QUOTE_SALT = "training.launch.quote"
-_MAX_TOKEN_CHARS = 1000
 _MAX_ERROR_CHARS = 300
+# Posted names the confirmation does not carry on: they steer this request only.
+_NOT_CARRIED = frozenset({"csrfmiddlewaretoken", "action"})
+_SECRETS_SESSION_KEY = "launch-secrets"
+# Forms whose secrets are kept at once: a person has a few tabs open, not dozens.
+_SECRETS_KEPT_FORMS = 5
 
 
 # --- Quotes ---------------------------------------------------------------------------------
-
-
-@dataclass
-class QuoteState:
-    """What the quote panel shows."""
-
-    cost: float | None = None
-    discount: float | None = None
-    token: str = ""
-    stale: bool = False
-    error: str = ""
-
-    @property
-    def ready(self) -> bool:
-        return bool(self.token) and not self.stale
-
-
-def quote_digest(model: ScenarioModel, parameters: dict) -> str:
-    payload = json.dumps(
-        {
-            # A quote from one Scenario account or simulator says nothing about another.
-            "api": settings.SCENARIO_API_URL,
-            "model": model.remote_id,
-            "images": model.training_images_number,
-            "parameters": parameters,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        allow_nan=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def fetch_quote(model: ScenarioModel, parameters: dict) -> tuple[float, float]:
-    """The dry-run (cost, discount) for these parameters, from the cache when asked before."""
-    key = f"launch-quote:{quote_digest(model, parameters)}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    quote = services.scenario_client().quote(model.remote_id, parameters)
-    value = (float(quote.cost), float(quote.discount))
-    cache.set(key, value, QUOTE_CACHE_SECONDS)
-    return value
-
-
-def sign_quote(digest: str, cost: float, discount: float) -> str:
-    return signing.dumps({"d": digest, "c": cost, "x": discount}, salt=_QUOTE_SALT)
-
-
-def read_quote(token: str, digest: str | None) -> QuoteState:
-    """The quote a posted token holds, stale unless it was made for `digest`."""
-    if not token or len(token) > _MAX_TOKEN_CHARS:
-        return QuoteState()
-    try:
-        data = signing.loads(token, salt=_QUOTE_SALT, max_age=QUOTE_MAX_AGE_SECONDS)
-    except signing.SignatureExpired:
-        return QuoteState(stale=True, error="The estimate is too old: estimate again.")
-    except signing.BadSignature:
-        return QuoteState()
-    state = QuoteState(cost=data.get("c"), discount=data.get("x"))
-    if digest is None or data.get("d") != digest:
-        state.stale = True
-        return state
-    state.token = token
-    return state
 
 
 def describe_error(exc: ScenarioError) -> str:
@@ -129,20 +69,43 @@ def describe_error(exc: ScenarioError) -> str:
     return f"Scenario refused the request (HTTP {status})." if status else "Scenario refused."
 
 
-def _estimate(model: ScenarioModel, form: LaunchForm) -> QuoteState:
-    parameters = form.parameters
+def _estimate(request, form: LaunchForm) -> QuoteState:
     try:
-        cost, discount = fetch_quote(model, parameters)
+        return quotes.issue(request.user, form.model, form.parameters)
     except ScenarioError as exc:
         return QuoteState(error=describe_error(exc))
-    digest = quote_digest(model, parameters)
-    return QuoteState(cost, discount, sign_quote(digest, cost, discount))
 
 
-def _quote_for(form: LaunchForm, token: str) -> QuoteState:
+def _quote_for(request, form: LaunchForm) -> QuoteState:
     """The posted quote, checked against the parameters the form holds now."""
-    digest = quote_digest(form.model, form.parameters) if form.is_valid() else None
-    return read_quote(token, digest)
+    current = quotes.digest(form.model, form.parameters) if form.is_valid() else None
+    return quotes.read(request.user, request.POST.get("quote_id", ""), form.model, current)
+
+
+# --- Secrets typed into the form ------------------------------------------------------------
+
+
+def _kept_secrets(request, key: uuid.UUID, model: ScenarioModel) -> dict[str, str]:
+    """The secrets typed earlier into this form (named by its idempotency key), if still fresh."""
+    entry = (request.session.get(_SECRETS_SESSION_KEY) or {}).get(str(key))
+    if not isinstance(entry, dict) or entry.get("model") != model.remote_id:
+        return {}
+    if entry.get("at", 0) < time.time() - quotes.MAX_AGE_SECONDS:
+        return {}
+    values = entry.get("values")
+    return dict(values) if isinstance(values, dict) else {}
+
+
+def _keep_secrets(request, key: uuid.UUID, model: ScenarioModel, values: dict[str, str]) -> None:
+    """Keep this form's secrets for its next post; none forgets them."""
+    store = dict(request.session.get(_SECRETS_SESSION_KEY) or {})
+    if store.pop(str(key), None) is None and not values:
+        return  # nothing kept, nothing to keep: leave the session unwritten
+    if values:
+        store[str(key)] = {"model": model.remote_id, "at": time.time(), "values": values}
+    fresh = [item for item in store.items() if isinstance(item[1], dict)]
+    fresh.sort(key=lambda item: item[1].get("at", 0))
+    request.session[_SECRETS_SESSION_KEY] = dict(fresh[-_SECRETS_KEPT_FORMS:])
 
 
 # --- Models a person may pick ---------------------------------------------------------------
@@ -197,20 +160,24 @@ def _idempotency_key(value: object) -> uuid.UUID:
         return uuid.uuid4()
 
 
-def _budget_context(request, quote: QuoteState) -> dict:
-    """The team's budget bar, and what launching at the quote on screen would do to it.
+def _panel_context(request, quote: QuoteState) -> dict:
+    """The team's budget bar, what launching at the quote on screen would do to it, and
+    whether this person may launch at all.
 
     An artist over budget cannot launch; the team's lead (or staff) may, by ticking the
-    override box. The service decides again at launch: this only explains it beforehand.
+    override box. People in no team cannot launch. The service decides again at launch: this
+    only says it beforehand.
     """
     budget = budgets.status_for_user(request.user)
     over = budgets.overrun_message(budget, quote.cost) if quote.ready else ""
     return {
         "budget": budget,
         "budget_over": over,
+        "may_launch": access.membership_of(request.user) is not None,
         "may_override": bool(over) and budgets.can_override(request.user, budget.team),
         # A new estimate asks again: a tick given for one overrun does not carry to another.
         "override_checked": _wants_override(request) and request.POST.get("action") != "estimate",
+        "override_needed": False,
     }
 
 
@@ -218,11 +185,30 @@ def _wants_override(request) -> bool:
     return request.method == "POST" and request.POST.get("override_budget") == "true"
 
 
-def _context(request, *, model=None, form=None, quote=None, key=None, **extra) -> dict:
+def _training_now(user, model: ScenarioModel) -> dict:
+    """The run training this model now, as far as this person may see it.
+
+    Scenario trains a model once at a time, so the form says so before anyone asks for a
+    quote. Another team's run is mentioned, never shown.
+    """
+    active = TrainingRun.objects.filter(model=model, state__in=ACTIVE_STATES)
+    run = (
+        access.visible_runs(user)
+        .filter(pk__in=active.values("pk"))
+        .select_related("created_by")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return {"busy_run": run, "busy_elsewhere": run is None and active.exists()}
+
+
+def _context(request, *, model=None, form=None, quote=None, key=None, panel=None, **extra):
     basic, advanced = form.sections() if form else ([], [])
     quote = quote or QuoteState()
     # Only the form shows the budget: the picker alone spends no query on it.
-    budget = _budget_context(request, quote) if form else {}
+    if form:
+        panel = panel or _panel_context(request, quote)
+        panel.update(_training_now(request.user, model))
     return {
         "choices": _choices(request.user, model),
         "model": model,
@@ -233,7 +219,7 @@ def _context(request, *, model=None, form=None, quote=None, key=None, **extra) -
         "other_errors": form.other_errors if form else [],
         "quote": quote,
         "idempotency_key": key or uuid.uuid4(),
-        **budget,
+        **(panel or {}),
         **extra,
     }
 
@@ -292,18 +278,25 @@ def _launch_post(request):
             return HttpResponseClientRedirect(reverse("launch") + query)
         context = _context(request, problem=_problem(model) if model else "Pick a model first.")
         return _render(request, context, status=400)
-    form = LaunchForm(model, data=request.POST)
     action = request.POST.get("action", "")
     key = _idempotency_key(request.POST.get("idempotency_key"))
     if action == "launch":
-        existing = TrainingRun.objects.filter(idempotency_key=key, created_by=request.user).first()
+        existing = _run_of_form(request, key)
         if existing is not None:
             return _go_to_run(request, existing)
+    form = LaunchForm(model, data=request.POST, kept_secrets=_kept_secrets(request, key, model))
     _apply_action(form, action)
-    quote = _quote_for(form, request.POST.get("quote_token", ""))
+    _keep_secrets(request, key, model, form.kept_secrets)
+    quote = _quote_for(request, form)
+    panel = None
     if action == "estimate" and form.is_valid():
-        quote = _estimate(model, form)
-    elif action == "launch":
+        quote = _estimate(request, form)
+    elif action == "confirm":
+        panel = _panel_context(request, quote)
+        if _may_confirm(form, quote, panel):
+            return _confirm(request, form, quote, key, panel)
+    elif action == "launch" and _ready(form, quote):
+        # The confirmation's own button: the service decides, with the budget as it is now.
         response = _launch(request, form, quote, key)
         if response is not None:
             return response
@@ -314,6 +307,7 @@ def _launch_post(request):
         form=form,
         quote=quote,
         key=key,
+        panel=panel,
         from_run_pk=from_run_pk if _is_small_number(from_run_pk) else "",
     )
     return _render(request, context, partial="launch_form")
@@ -332,34 +326,118 @@ def _apply_action(form: LaunchForm, action: str) -> None:
     elif action.startswith("remove_prompt:"):
         index = action.removeprefix("remove_prompt:")
         form.remove_row(int(index) if _is_small_number(index) else -1)
+    elif action.startswith("forget_secret:"):
+        form.forget_secret(action.removeprefix("forget_secret:"))
 
 
-def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
-    """Create the run and go to it, or say on the quote panel why not (returns None)."""
+def _ready(form: LaunchForm, quote: QuoteState) -> bool:
+    """Whether the form and its quote can be launched; if not, say why on the quote panel."""
     if not form.is_valid():
         quote.error = "Fix the fields marked above, then estimate the cost again."
-        return None
-    if not quote.ready:
+    elif not quote.ready:
         quote.error = quote.error or (
             "The parameters changed since the estimate: estimate the cost again."
             if quote.stale
             else "Estimate the cost of these parameters before launching."
         )
-        return None
+    else:
+        return True
+    return False
+
+
+def _may_confirm(form: LaunchForm, quote: QuoteState, panel: dict) -> bool:
+    """Whether the launch can be confirmed: said on the form before, never after confirming.
+
+    The panel already explains a launch past the budget and one by someone in no team, so
+    those add no second message; a lead who did not tick the override is pointed to the box.
+    """
+    if not _ready(form, quote):
+        return False
+    if not panel["may_launch"] or (panel["budget_over"] and not panel["may_override"]):
+        return False
+    if panel["budget_over"] and not panel["override_checked"]:
+        panel["override_needed"] = True
+        return False
+    return True
+
+
+def _confirm(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID, panel: dict):
+    """The confirmation: the quote, the budget and what will be sent, and a launch button."""
+    context = {
+        "model": form.model,
+        "form": form,
+        "quote": quote,
+        "idempotency_key": key,
+        "carried": _carried(request, form),
+        "sent": _sent_in_words(form),
+        **panel,
+        **_training_now(request.user, form.model),
+    }
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#confirm", context)
+    page = {**context, "confirming": True, "choices": _choices(request.user, form.model)}
+    return render(request, TEMPLATE, page)
+
+
+def _carried(request, form: LaunchForm) -> list[tuple[str, str]]:
+    """The posted values the confirmation posts again, secrets left on the server."""
+    return [
+        (name, value)
+        for name, values in request.POST.lists()
+        if name not in _NOT_CARRIED and name not in form.secret_names
+        for value in values
+    ]
+
+
+def _sent_in_words(form: LaunchForm) -> list[tuple[str, str]]:
+    """What Scenario will be sent, as (label, value) in the form's words; secrets hidden."""
+    shown = params.for_display(form.parameters)
+    rows = []
+    for f in form.family.form_fields:
+        if f.name not in shown:
+            continue
+        value = shown[f.name]
+        if isinstance(value, list):
+            value = "; ".join(str(item) for item in value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, int | float):
+            value = params.format_number(value)
+        rows.append((f.label, str(value)))
+    return rows
+
+
+def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
+    """Create the run at the server's quote and go to it, or say why not (returns None)."""
     try:
-        run = services.launch_run(
-            user=request.user,
-            model=form.model,
-            parameters=form.parameters,
-            quote_cost=quote.cost,
-            quote_discount=quote.discount,
-            idempotency_key=key,
-            override_budget=_wants_override(request),
-        )
+        with transaction.atomic():
+            # Refused below, the launch rolls this back: the quote stays good for a retry.
+            if not quotes.consume(request.user, quote.key):
+                # A double click whose twin got there first finds the run the twin made.
+                run = _run_of_form(request, key)
+                if run is not None:
+                    return _go_to_run(request, run)
+                quote.stale, quote.error = True, quotes.USED
+                return None
+            run = services.launch_run(
+                user=request.user,
+                model=form.model,
+                parameters=form.parameters,
+                quote_cost=quote.cost,
+                quote_discount=quote.discount,
+                idempotency_key=key,
+                override_budget=_wants_override(request),
+            )
     except services.LaunchRefused as exc:
         quote.error = str(getattr(exc, "message", "") or exc)[:_MAX_ERROR_CHARS]
         return None
+    _keep_secrets(request, key, form.model, {})
     return _go_to_run(request, run)
+
+
+def _run_of_form(request, key: uuid.UUID) -> TrainingRun | None:
+    """The run this form (its idempotency key) already launched, if any."""
+    return TrainingRun.objects.filter(idempotency_key=key, created_by=request.user).first()
 
 
 def _go_to_run(request, run: TrainingRun):
@@ -376,8 +454,9 @@ def launch_validate(request):
     model = _find_model(request.user, request.POST.get("model"))
     if model is None or _problem(model):
         return HttpResponse(status=204)
-    form = LaunchForm(model, data=request.POST)
-    quote = _quote_for(form, request.POST.get("quote_token", ""))
+    key = _idempotency_key(request.POST.get("idempotency_key"))
+    form = LaunchForm(model, data=request.POST, kept_secrets=_kept_secrets(request, key, model))
+    quote = _quote_for(request, form)
     errors = form.errors
     slots = [(f.name, errors.get(f.name, "")) for f in form.family.form_fields]
     context = {
@@ -385,7 +464,7 @@ def launch_validate(request):
         "model": model,
         "quote": quote,
         "slots": slots,
-        **_budget_context(request, quote),
+        **_panel_context(request, quote),
     }
     return render(request, f"{TEMPLATE}#validation", context)
 

@@ -243,3 +243,29 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or '∅'} → {self.to_state} ({self.source})"
+
+
+class Quote(models.Model):
+    """A dry-run price Scenario gave one person for exact parameters, kept on the server.
+
+    The launch form carries only `key`, a random name for this row: the cost the budget check
+    and the run use is the one stored here, for the parameters whose digest is stored here,
+    and a quote launches at most one run.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(ScenarioModel, on_delete=models.CASCADE, related_name="+")
+    # What would be sent (training.quotes.digest): other parameters need another quote.
+    digest = models.CharField(max_length=64)
+    cost = models.FloatField()
+    discount = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="quote_user_expiry")]
+
+    def __str__(self) -> str:
+        return f"Quote of {self.cost} CU for {self.model}"

@@ -568,12 +568,23 @@ def defaults_for(model_type: str, image_count: int) -> dict[str, object]:
 
 
 HIDDEN = "(set, hidden)"
+# What a run keeps of a secret once the launch has gone out: the fact that one was sent.
+REDACTED = "(redacted after the launch)"
 
 
 def for_display(parameters: Mapping[str, object]) -> dict[str, object]:
     """The parameters fit to show a person: a secret's value is replaced by the fact it was set."""
+    return _mask_secrets(parameters, HIDDEN)
+
+
+def without_secrets(parameters: Mapping[str, object]) -> dict[str, object]:
+    """The parameters fit to keep after the launch: a secret's value is replaced by REDACTED."""
+    return _mask_secrets(parameters, REDACTED)
+
+
+def _mask_secrets(parameters: Mapping[str, object], marker: str) -> dict[str, object]:
     return {
-        name: HIDDEN if name in SPEC and SPEC[name].secret and value else value
+        name: marker if name in SPEC and SPEC[name].secret and value else value
         for name, value in parameters.items()
     }
 

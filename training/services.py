@@ -12,6 +12,9 @@ first. A submit task's hard time limit equals the lease, so a lease outlives its
 Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
 the training, and adopts it instead of triggering again. That is what keeps it to at most
 one launch per run, whatever the broker, the network or the workers do.
+
+Secret parameters (an experiment tracker's key) are stored with the run only while a trigger
+may still be sent, in draft and submitting: `transition` redacts them on the way out.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, scenario
+from training import access, budgets, params, scenario
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -75,6 +78,9 @@ REMOTE_STATES: dict[tuple[str, str | None], str] = {
     ("training-canceled", None): S.CANCELED,
 }
 REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
+
+# The only states a trigger is sent from. Leaving them, a run forgets its secret parameters.
+SENDING_STATES = frozenset({S.DRAFT, S.SUBMITTING})
 
 # States the sweep polls; a cancel-requested run only once its launch is confirmed.
 POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
@@ -139,6 +145,11 @@ def transition(
     if to_state in FINAL_STATES:
         fields.setdefault("finished_at", now)
         fields.setdefault("next_poll_at", None)
+    if to_state not in SENDING_STATES and isinstance(run.parameters, dict):
+        # A key for an experiment tracker is kept only while the trigger may still go out.
+        kept = params.without_secrets(run.parameters)
+        if kept != run.parameters:
+            fields.setdefault("parameters", kept)
     values = {"state": to_state, "updated_at": now, **fields}
     # Try the state we last saw first: it is almost always the one still in the row.
     for from_state in sorted(expected, key=lambda state: state != run.state):
