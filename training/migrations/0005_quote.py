@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0002_run_selected_epoch"),
+        ("training", "0004_not_started"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
