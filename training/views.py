@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, params, services
+from training import access, budgets, params, request_params, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -147,15 +147,6 @@ def _us(moment: datetime | None) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def _from_us(raw: str | None) -> datetime | None:
-    try:
-        value = int(raw or "")
-    except ValueError:
-        return None
-    seconds, micros = divmod(value, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
-
-
 def _parse_date(raw) -> datetime | None:
     if not raw:
         return None
@@ -164,10 +155,6 @@ def _parse_date(raw) -> datetime | None:
     except ValueError:
         return None
     return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
-
-
-def _ids(raw: str | None) -> list[int]:
-    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()][:200]
 
 
 def _remaining_ms(run, now: datetime) -> int | None:
@@ -273,8 +260,8 @@ def home(request):
 
 @live_fragment("home")
 def home_board(request):
-    board = _board(request.user, _ids(request.GET.get("ids")))
-    if request.GET.get("token") == board["token"]:
+    board = _board(request.user, request_params.id_list(request.GET, "ids"))
+    if request_params.text(request.GET, "token") == board["token"]:
         return _unchanged()
     response = _fragment(request, "training/home.html#board", board)
     if board["finished_now"]:
@@ -286,7 +273,7 @@ def home_board(request):
 @live_fragment("home")
 def runs_finished(request):
     """The page-independent watcher: toasts for the runs that finished since `since`."""
-    since = _from_us(request.GET.get("since")) or timezone.now()
+    since = request_params.moment_us(request.GET, "since") or timezone.now()
     runs = list(
         access.visible_runs(request.user)
         .filter(state__in=FINAL_STATES, finished_at__gt=since)
@@ -395,23 +382,29 @@ def _live_run(user, pk) -> TrainingRun:
     return run
 
 
+# What the live panel's client says it shows: the run's update time and its row counts.
+LIVE_TOKENS = ("token", "samples", "events")
+
+
 def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
     run = _live_run(request.user, pk)
     context = _live_context(
         request.user, run, sample_count=run.sample_count, event_count=run.event_count
     )
-    query = request.GET
+    token, samples, events = (
+        request_params.text(request.GET, name, max_length=40) for name in LIVE_TOKENS
+    )
     if not force_events and (
-        query.get("token") == context["live_token"]
-        and query.get("samples") == str(run.sample_count)
-        and query.get("events") == str(run.event_count)
+        token == context["live_token"]
+        and samples == str(run.sample_count)
+        and events == str(run.event_count)
     ):
         return _unchanged()
     response = _fragment(request, "training/run_detail.html#live", context)
     # The grid and the audit trail reload only when their rows changed.
-    if query.get("samples") != str(run.sample_count):
+    if samples != str(run.sample_count):
         trigger_client_event(response, "samples-changed")
-    if "trail-changed" in force_events or query.get("events") != str(run.event_count):
+    if "trail-changed" in force_events or events != str(run.event_count):
         trigger_client_event(response, "trail-changed")
     return response
 
@@ -690,7 +683,7 @@ def run_use_epoch(request, pk):
     run = access.get_run_for_user(request.user, pk, latest_of_model=_latest_of_its_model())
     if not _may_manage(request.user, run):
         raise PermissionDenied("Only the team's lead or the run's author may choose its epoch.")
-    epoch = request.POST.get("epoch", "")
+    epoch = request_params.text(request.POST, "epoch", max_length=200)
     sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
     if not _may_use_epoch(request.user, run) or sample is None:
         return HttpResponseBadRequest(
