@@ -118,9 +118,18 @@ def test_history_refuses_a_nul_byte_in_text(client, staff, name):
 
 def test_history_refuses_text_longer_than_a_filter_holds(client, staff):
     client.force_login(staff)
-    response = client.get(reverse("history"), {"q": "x" * 100_000})
+    response = client.get(reverse("history"), {"q": "x" * 1000})
     assert response.status_code == 400
     assert "Q: is too long (at most 200 characters)" in response.text
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alice"])
+def test_a_query_string_longer_than_a_front_server_takes_is_refused(client, alice, who):
+    if who == "alice":
+        client.force_login(alice)
+    response = client.get(reverse("history"), {"q": "x" * 100_000})
+    assert response.status_code == 414
+    assert "<code>query string</code> is too long" in response.text
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from training import budgets, charts, params, reports, request_params
 from training.access import visible_runs
+from training.fragments import page_or_fragment
 from training.models import EpochSample, Team
 
 # Text columns read naturally A→Z; figures and dates are most useful biggest/newest first.
@@ -25,6 +26,7 @@ COMPARE_MIN, COMPARE_MAX = 2, 4
 # --- history page -------------------------------------------------------------------------
 
 
+@page_or_fragment
 @login_required
 @require_GET
 def history(request):

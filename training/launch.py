@@ -33,6 +33,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from training import access, budgets, params, request_params, services
 from training.forms import LaunchForm
+from training.fragments import page_or_fragment
 from training.models import ScenarioModel, TrainingRun
 from training.scenario import ScenarioError
 
@@ -250,6 +251,7 @@ def _prefill_from_run(run: TrainingRun, model: ScenarioModel) -> dict[str, objec
     return {f.name: stored[f.name] for f in family.form_fields if f.name in stored and not f.secret}
 
 
+@page_or_fragment
 @login_required
 @require_http_methods(["GET", "POST"])
 def launch(request):

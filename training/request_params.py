@@ -3,8 +3,8 @@
 Every view reads its query string, and the fields of a post that no form handles, through
 here. A value a database or the standard library would choke on (a NUL byte, a lone
 surrogate, a non-ASCII digit, an id past a 64-bit integer, a date whose next day does not
-exist) is refused here as a `BadParameter`, which `BadParameterMiddleware` answers with a 400 page naming the
-parameter, instead of failing deep in a query.
+exist) is refused here as a `BadParameter`, which `BadParameterMiddleware` answers with a
+400 page naming the parameter, instead of failing deep in a query.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from collections.abc import Iterable, Mapping
 from django.core.exceptions import BadRequest
 from django.shortcuts import render
 
+from training.fragments import vary_on_htmx
+
 MAX_ID = 2**63 - 1  # the largest primary key both databases store
 MAX_ID_DIGITS = len(str(MAX_ID))
+MAX_QUERY_STRING = 8192  # characters, percent-encoded
 # Dates and moments far enough from Python's year 1 and year 9999 that a day added, a week
 # truncated or a time zone applied cannot leave the range a datetime holds.
 EARLIEST_DAY = dt.date(1900, 1, 1)
@@ -49,6 +52,12 @@ class BadParameterMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # A front server refuses longer request lines (gunicorn at 4 kB) before Django sees
+        # them; refusing here too keeps a huge address from reaching any view, or the login
+        # redirect, which would carry it whole in ?next=.
+        if len(request.META.get("QUERY_STRING", "")) > MAX_QUERY_STRING:
+            error = BadParameter("query string", f"is too long (at most {MAX_QUERY_STRING}).")
+            return bad_parameter_response(request, error, status=414)
         return self.get_response(request)
 
     def process_exception(self, request, exception):
@@ -57,11 +66,11 @@ class BadParameterMiddleware:
         return None
 
 
-def bad_parameter_response(request, error: BadParameter):
+def bad_parameter_response(request, error: BadParameter, status: int = 400):
     """The 400 page that names the bad parameter; its message alone for an htmx request."""
     context = {"name": error.name, "problem": error.problem}
     template = "bad_request.html#message" if getattr(request, "htmx", False) else "bad_request.html"
-    return render(request, template, context, status=400)
+    return vary_on_htmx(render(request, template, context, status=status))
 
 
 # --- single values -----------------------------------------------------------------------

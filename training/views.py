@@ -33,6 +33,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from training import access, budgets, params, request_params, services
+from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -114,7 +115,7 @@ def live_fragment(page: str):
                 return redirect(page_url)
             return view(request, *args, **kwargs)
 
-        return require_GET(wrapper)
+        return page_or_fragment(require_GET(wrapper))
 
     return decorate
 
@@ -645,6 +646,7 @@ def run_detail(request, pk):
 # --- Actions -------------------------------------------------------------------------------
 
 
+@page_or_fragment
 @login_required
 @require_POST
 def run_cancel(request, pk):
@@ -677,6 +679,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     return True, ""
 
 
+@page_or_fragment
 @login_required
 @require_POST
 def run_use_epoch(request, pk):
