@@ -44,7 +44,8 @@ MODEL_TYPES = (
 ).split()
 MAX_PAGE_SIZE = 500
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-ASSET_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+ASSET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_CHARS = 300
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 
@@ -162,6 +163,14 @@ def _storable_text(value: object) -> str:
     return _UNSTORABLE.sub("?", str(value))
 
 
+def _name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, "name must be a string")
+    if len(value) > MAX_NAME_CHARS:
+        raise ApiError(400, f"name must be at most {MAX_NAME_CHARS} characters")
+    return value
+
+
 def _flag(raw: str | None) -> bool:
     return (raw or "").strip().lower() in {"true", "1", "yes"}
 
@@ -253,9 +262,7 @@ def _create_model(request: HttpRequest) -> JsonResponse:
     model_type = body.get("type")
     if model_type not in MODEL_TYPES:
         raise ApiError(400, f"type must be one of Scenario's model types, not {model_type!r}")
-    name = body.get("name", "")
-    if not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+    name = _name(body.get("name", ""))
     now = clock.now()
     model = SimModel.objects.create(name=name, type=model_type, created_at=now, updated_at=now)
     request.sim_model_id = model.id
@@ -282,9 +289,7 @@ def _update_model(request: HttpRequest, model_id: str) -> JsonResponse:
             _check_epoch(model, body["epoch"], Schedule.load(now))
             model.selected_epoch = body["epoch"]
         if "name" in body:
-            if not isinstance(body["name"], str):
-                raise ApiError(400, "name must be a string")
-            model.name = body["name"]
+            model.name = _name(body["name"])
         model.updated_at = now
         model.save()
     return _model_answer(request, model_id, now)
@@ -306,9 +311,7 @@ def training_images(request: HttpRequest, model_id: str) -> HttpResponse:
     asset_id, data = body.get("assetId"), body.get("data")
     if bool(asset_id) == bool(data):
         raise ApiError(400, "Give either assetId or data (a data URL), not both or neither")
-    name = body.get("name") or ""
-    if not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+    name = _name(body.get("name") or "")
     content_type, payload = "", b""
     if data:
         content_type, payload = _decode_data_url(data)
