@@ -55,6 +55,13 @@ def test_the_board_still_reads_a_list_of_ids(signed_in, alice):
     assert response.status_code == 200
 
 
+def test_the_board_reads_hundreds_of_ids_but_not_more_than_it_shows(signed_in):
+    many = ",".join(str(n) for n in range(1, 1001))
+    assert signed_in.get(reverse("home_board"), {"ids": many}, **HTMX).status_code == 200
+    response = signed_in.get(reverse("home_board"), {"ids": many + ",1001"}, **HTMX)
+    assert refused(response, "ids")
+
+
 # --- compare and history ----------------------------------------------------------------
 
 

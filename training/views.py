@@ -47,6 +47,7 @@ from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
 from training.templatetags.monitoring import person
 
 RECENTLY_FINISHED = 10
+BOARD_MAX_SHOWN = 1000
 CANCELABLE_STATES = frozenset(
     {RunState.DRAFT, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
 )
@@ -261,7 +262,9 @@ def home(request):
 
 @live_fragment("home")
 def home_board(request):
-    board = _board(request.user, request_params.id_list(request.GET, "ids"))
+    # The client lists the runs it shows as active: as many as a team has running.
+    shown = request_params.id_list(request.GET, "ids", max_items=BOARD_MAX_SHOWN)
+    board = _board(request.user, shown)
     if request_params.text(request.GET, "token") == board["token"]:
         return _unchanged()
     response = _fragment(request, "training/home.html#board", board)
