@@ -159,6 +159,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "training.middleware.private_pages",
+    "training.request_params.BadParameterMiddleware",
     # Last, as its documentation asks: it turns a lockout into the locked-out page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 
 from django.conf import settings
@@ -43,6 +43,9 @@ MODEL_TYPES = (
 ).split()
 MAX_PAGE_SIZE = 500
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+ASSET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NAME_CHARS = 300
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 
 
@@ -64,10 +67,11 @@ def endpoint(*methods: str, public: bool = False) -> Callable:
         def wrapper(request: HttpRequest, **kwargs) -> HttpResponse:
             at = clock.now()
             response = _answer(request, view, methods, public, kwargs)
+            model_id = kwargs.get("model_id") or getattr(request, "sim_model_id", "")
             RequestLog.objects.create(
-                method=request.method,
-                path=request.path[:500],
-                model_id=kwargs.get("model_id") or getattr(request, "sim_model_id", ""),
+                method=request.method[:10],
+                path=_storable_text(request.path)[:500],
+                model_id=_storable_text(model_id)[:64],
                 dry_run=getattr(request, "sim_dry_run", False),
                 status=response.status_code,
                 at=at,
@@ -101,6 +105,7 @@ def _answer(request, view, methods, public, kwargs) -> HttpResponse:
     try:
         if methods and request.method not in methods:
             raise ApiError(405, f"Method {request.method} is not allowed here")
+        _check_storable([request.path, *request.GET.lists()], "The address")
         response = view(request, **kwargs)
     except ApiError as error:
         response = JsonResponse({"message": error.message, **error.extra}, status=error.status)
@@ -135,7 +140,34 @@ def _body(request: HttpRequest) -> dict:
         raise ApiError(400, "Request body must be JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
+    _check_storable(body, "The request body")
     return body
+
+
+def _check_storable(value: object, where: str) -> None:
+    """Refuse text no database keeps: a NUL byte, or a lone surrogate from a JSON escape."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            raise ApiError(400, f"{where} holds a NUL byte or a lone surrogate")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, where)
+            _check_storable(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_storable(item, where)
+
+
+def _storable_text(value: object) -> str:
+    return _UNSTORABLE.sub("?", str(value))
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, "name must be a string")
+    if len(value) > MAX_NAME_CHARS:
+        raise ApiError(400, f"name must be at most {MAX_NAME_CHARS} characters")
+    return value
 
 
 def _flag(raw: str | None) -> bool:
@@ -213,8 +245,12 @@ def _after_token(token: str):
     try:
         padded = token + "=" * (-len(token) % 4)
         created, model_id = json.loads(base64.urlsafe_b64decode(padded))
-        created_at = datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error):
+        if not isinstance(model_id, str):
+            raise TypeError
+        _check_storable(model_id, "paginationToken")
+        # In UTC now: a moment whose offset moves it past year 9999 is refused here.
+        created_at = datetime.fromisoformat(created).astimezone(UTC)
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise ApiError(400, "paginationToken is not valid") from None
     later = Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=model_id)
     return SimModel.objects.filter(later).values("id")
@@ -225,9 +261,7 @@ def _create_model(request: HttpRequest) -> JsonResponse:
     model_type = body.get("type")
     if model_type not in MODEL_TYPES:
         raise ApiError(400, f"type must be one of Scenario's model types, not {model_type!r}")
-    name = body.get("name", "")
-    if not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+    name = _name(body.get("name", ""))
     now = clock.now()
     model = SimModel.objects.create(name=name, type=model_type, created_at=now, updated_at=now)
     request.sim_model_id = model.id
@@ -254,9 +288,7 @@ def _update_model(request: HttpRequest, model_id: str) -> JsonResponse:
             _check_epoch(model, body["epoch"], Schedule.load(now))
             model.selected_epoch = body["epoch"]
         if "name" in body:
-            if not isinstance(body["name"], str):
-                raise ApiError(400, "name must be a string")
-            model.name = body["name"]
+            model.name = _name(body["name"])
         model.updated_at = now
         model.save()
     return _model_answer(request, model_id, now)
@@ -278,14 +310,12 @@ def training_images(request: HttpRequest, model_id: str) -> HttpResponse:
     asset_id, data = body.get("assetId"), body.get("data")
     if bool(asset_id) == bool(data):
         raise ApiError(400, "Give either assetId or data (a data URL), not both or neither")
-    name = body.get("name") or ""
-    if not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+    name = _name(body.get("name") or "")
     content_type, payload = "", b""
     if data:
         content_type, payload = _decode_data_url(data)
-    elif not isinstance(asset_id, str):
-        raise ApiError(400, "assetId must be a string")
+    elif not isinstance(asset_id, str) or not ASSET_ID.fullmatch(asset_id):
+        raise ApiError(400, "assetId must be an asset id (letters, digits, _ and -)")
     with transaction.atomic():
         model = _model(model_id, lock=True)
         now = clock.now()
@@ -380,7 +410,7 @@ def _image_count(request: HttpRequest, model: SimModel, dry_run: bool) -> int:
     if dry_run and raw not in (None, ""):
         try:
             count = int(float(raw))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ApiError(400, f"trainingImagesCount must be a number, not {raw!r}") from None
     else:
         count = _images(model).count()

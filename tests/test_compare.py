@@ -136,7 +136,7 @@ def test_two_runs_are_enough_and_repeated_parameters_work_too(client, alice, tri
         ("1", "Pick at least two runs"),
         ("1,1", "Pick at least two runs"),
         ("1,2,3,4,5", "Compare at most 4 runs at a time; 5 were picked."),
-        ("1,two", "“two” is not a run number."),
+        ("1,two", "runs must be a number from 1 to 9223372036854775807, not “two”."),
     ],
 )
 def test_a_bad_selection_gets_a_clear_message_not_a_500(client, alice, runs, message):

@@ -469,7 +469,7 @@ def test_train_again_is_for_runs_the_user_may_see(client, alice, charlie):
     theirs = past_run(charlie, make_model("flux.1-lora"), {})
     client.force_login(alice)
     assert client.get(URL, {"from_run": theirs.pk}).status_code == 404
-    assert client.get(URL, {"from_run": "nope"}).status_code == 404
+    assert client.get(URL, {"from_run": "nope"}).status_code == 400
 
 
 @pytest.mark.django_db

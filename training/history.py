@@ -12,8 +12,9 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.views.decorators.http import require_safe
 
-from training import budgets, charts, params, reports
+from training import budgets, charts, params, reports, request_params
 from training.access import visible_runs
+from training.fragments import page_or_fragment
 from training.models import EpochSample, Team
 
 # Text columns read naturally A→Z; figures and dates are most useful biggest/newest first.
@@ -24,6 +25,7 @@ COMPARE_MIN, COMPARE_MAX = 2, 4
 # --- history page -------------------------------------------------------------------------
 
 
+@page_or_fragment
 @login_required
 @require_safe
 def history(request):
@@ -33,17 +35,19 @@ def history(request):
     page = reports.page_of(
         reports.table_rows(runs),
         filters,
-        after=request.GET.get("after", ""),
-        before=request.GET.get("before", ""),
-        last=request.GET.get("last") == "1",
+        after=request_params.text(request.GET, "after", max_length=reports.MAX_CURSOR_CHARS),
+        before=request_params.text(request.GET, "before", max_length=reports.MAX_CURSOR_CHARS),
+        last=request_params.text(request.GET, "last", max_length=10) == "1",
         size=reports.PAGE_SIZE,
     )
     context = {"filters": filters, "page": page, **_table_context(filters, page)}
+    # A filter that was not understood is shown by the filters, on a page answered as a 400.
+    status = 400 if filters.errors else 200
     if request.htmx and request.htmx.target == "history-table":
         # Paging and sorting swap the table only; totals and charts are for the filters.
-        return render(request, "training/history.html#table", context)
+        return render(request, "training/history.html#table", context, status=status)
     context.update(_summary_context(request.user, visible, runs, filters))
-    return render(request, "training/history.html", context)
+    return render(request, "training/history.html", context, status=status)
 
 
 def _table_context(filters: reports.HistoryFilters, page: reports.Page) -> dict:
@@ -148,6 +152,10 @@ class _Echo:
 @require_safe
 def history_csv(request):
     filters = reports.parse_filters(request.GET, request.user)
+    if filters.errors:
+        # Before the first byte: once streaming starts, an error can only truncate the file.
+        name, problem = next(iter(filters.errors.items()))
+        raise request_params.BadParameter(name, problem)
     runs = reports.apply_filters(visible_runs(request.user), filters)
     writer = csv.writer(_Echo())
 
@@ -171,17 +179,12 @@ class CompareError(ValueError):
         self.message, self.status = message, status
 
 
-def parse_run_ids(values: list[str]) -> list[int]:
+def parse_run_ids(params) -> list[int]:
     """Run ids from ?runs=1,2,3 (or repeated ?runs=1&runs=2), in order, without repeats."""
-    ids: list[int] = []
-    for part in ",".join(values).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if not part.isdigit():
-            raise CompareError(f"“{part[:20]}” is not a run number.")
-        if int(part) not in ids:
-            ids.append(int(part))
+    try:
+        ids = request_params.id_list(params, "runs")
+    except request_params.BadParameter as error:
+        raise CompareError(f"runs {error.problem}") from None
     if len(ids) < COMPARE_MIN:
         raise CompareError(
             "Pick at least two runs to compare: tick their boxes in the history table."
@@ -215,7 +218,7 @@ def load_runs(user, ids: list[int]) -> list:
 @require_safe
 def compare(request):
     try:
-        runs = load_runs(request.user, parse_run_ids(request.GET.getlist("runs")))
+        runs = load_runs(request.user, parse_run_ids(request.GET))
     except CompareError as error:
         context = {"error": error.message, "history_url": reverse("history")}
         return render(request, "training/compare.html", context, status=error.status)

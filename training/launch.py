@@ -37,8 +37,9 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, params, quotes, services
+from training import access, budgets, params, quotes, request_params, services
 from training.forms import LaunchForm
+from training.fragments import page_or_fragment
 from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
 from training.quotes import QuoteState
 from training.scenario import ScenarioError
@@ -146,6 +147,11 @@ def _choices(user, selected: ScenarioModel | None) -> list[ModelChoice]:
     ]
 
 
+def _model_param(params) -> str:
+    """The remote id a page or a post names in `model` (BadParameter when unusable)."""
+    return request_params.text(params, "model", max_length=100)
+
+
 def _find_model(user, remote_id: object) -> ScenarioModel | None:
     if not isinstance(remote_id, str) or not remote_id or len(remote_id) > 100:
         return None
@@ -241,6 +247,7 @@ def _prefill_from_run(run: TrainingRun, model: ScenarioModel) -> dict[str, objec
     return {f.name: stored[f.name] for f in family.form_fields if f.name in stored and not f.secret}
 
 
+@page_or_fragment
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def launch(request):
@@ -248,14 +255,15 @@ def launch(request):
         return _launch_post(request)
     from_run, problem, initial = None, "", None
     if "from_run" in request.GET:
-        from_run = access.get_run_for_user(request.user, request.GET["from_run"])
+        run_id = request_params.identifier(request.GET, "from_run")
+        from_run = access.get_run_for_user(request.user, run_id)
         model = _find_model(request.user, from_run.model.remote_id)
         if model is None:
             problem = "Your team cannot train this run's model any more."
         else:
             initial = _prefill_from_run(from_run, model)
     else:
-        model = _find_model(request.user, request.GET.get("model"))
+        model = _find_model(request.user, _model_param(request.GET))
         if request.GET.get("model") and model is None:
             problem = "That model is not one your team can train here."
     if model is not None and not problem:
@@ -272,7 +280,7 @@ def launch(request):
 
 
 def _launch_post(request):
-    model = _find_model(request.user, request.POST.get("model"))
+    model = _find_model(request.user, _model_param(request.POST))
     if model is None or _problem(model):
         if request.htmx:
             # htmx does not swap an error answer: reload the page, which says what is wrong.
@@ -280,7 +288,7 @@ def _launch_post(request):
             return HttpResponseClientRedirect(reverse("launch") + query)
         context = _context(request, problem=_problem(model) if model else "Pick a model first.")
         return _render(request, context, status=400)
-    action = request.POST.get("action", "")
+    action = request_params.text(request.POST, "action", max_length=100)
     key = _idempotency_key(request.POST.get("idempotency_key"))
     if action == "launch":
         existing = _run_of_form(request, key)
@@ -453,7 +461,7 @@ def _go_to_run(request, run: TrainingRun):
 @require_POST
 def launch_validate(request):
     """Errors of the whole form as out-of-band swaps, and the quote panel's new state."""
-    model = _find_model(request.user, request.POST.get("model"))
+    model = _find_model(request.user, _model_param(request.POST))
     if model is None or _problem(model):
         return HttpResponse(status=204)
     key = _idempotency_key(request.POST.get("idempotency_key"))
@@ -503,7 +511,7 @@ def launch_refresh(request):
         else:
             messages.success(request, f"Models refreshed from Scenario ({count}).")
     url = reverse("launch")
-    model = _find_model(request.user, request.POST.get("model"))
+    model = _find_model(request.user, _model_param(request.POST))
     if model is not None:
         url += "?" + urlencode({"model": model.remote_id})
     return redirect(url)

@@ -37,6 +37,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Concat, NullIf, Trim, TruncMonth, TruncWeek
 from django.utils import timezone
 
+from training import request_params
 from training.access import membership_of
 from training.models import EpochSample, Role, RunState, Team, TrainingRun, outcome_words
 from training.templatetags.monitoring import person
@@ -205,43 +206,33 @@ class HistoryFilters:
         return urlencode(self.params(**changes))
 
 
-def _int(raw: str) -> int | None:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if value > 0 else None
-
-
-def _date(raw: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(raw)
-    except (TypeError, ValueError):
-        return None
-
-
 def parse_filters(params: Mapping[str, str], user) -> HistoryFilters:
-    """Read filters from query parameters; say which ones were not understood."""
+    """Read filters from query parameters; say which ones were not understood.
+
+    A bad filter value is dropped and reported in `errors` (the page shows it by the filters);
+    the view answers such a page with a 400.
+    """
     errors: dict[str, str] = {}
-    values: dict[str, object] = {"q": (params.get("q") or "").strip()[:200]}
-    for name in ("team", "artist"):
-        raw = params.get(name) or ""
-        values[name] = _int(raw)
-        if raw and values[name] is None:
-            errors[name] = f"Unknown {name}."
+
+    def read(name: str, parse, *args, **kwargs):
+        try:
+            return parse(params, name, *args, **kwargs)
+        except request_params.BadParameter as error:
+            errors[name] = error.problem
+            return None
+
+    values: dict[str, object] = {
+        "q": read("q", request_params.text) or "",
+        "team": read("team", request_params.identifier),
+        "artist": read("artist", request_params.identifier),
+        "type": read("type", request_params.text, max_length=60) or "",
+        "state": read("state", request_params.choice, RunState.values) or "",
+        "date_from": read("from", request_params.day),
+        "date_to": read("to", request_params.day),
+    }
     if values["team"] and not can_filter_by_team(user):
         values["team"] = None
-    values["type"] = (params.get("type") or "").strip()[:60]
-    state = params.get("state") or ""
-    values["state"] = state if state in RunState.values else ""
-    if state and not values["state"]:
-        errors["state"] = "Unknown state."
-    for name, key in (("from", "date_from"), ("to", "date_to")):
-        raw = params.get(name) or ""
-        values[key] = _date(raw)
-        if raw and values[key] is None:
-            errors[name] = "Use a date like 2025-01-31."
-    sort = params.get("sort") or DEFAULT_SORT
+    sort = read("sort", request_params.text, max_length=40) or DEFAULT_SORT
     values["sort"] = sort if sort.lstrip("-") in SORTS else DEFAULT_SORT
     values["stack"] = "type" if params.get("stack") == "type" else "artist"
     return HistoryFilters(**values, errors=errors)
@@ -336,6 +327,10 @@ def sorted_runs(runs: QuerySet[TrainingRun], filters: HistoryFilters, *, reverse
     return runs.annotate(sort_value=sort.expression).order_by(ordering, tie)
 
 
+# A cursor holds a sort value: a model name or an artist's name is the longest.
+MAX_CURSOR_CHARS = 2000
+
+
 def encode_cursor(sort_key: str, value, pk: int) -> str:
     if isinstance(value, dt.datetime):
         value = value.isoformat()
@@ -343,26 +338,44 @@ def encode_cursor(sort_key: str, value, pk: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str, sort_key: str) -> tuple[object, int] | None:
-    """The (value, id) a cursor points at, or None when it is malformed or for another sort."""
+def decode_cursor(token: str, sort_key: str, name: str = "after") -> tuple[object, int] | None:
+    """The (value, id) a cursor points at; None when it is for another sort.
+
+    A cursor the server could not have made (malformed, or holding a value out of range)
+    is a BadParameter named `name`.
+    """
+    request_params.clean_text(token, name, max_length=MAX_CURSOR_CHARS)
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         key, value, pk = json.loads(raw)
     except (binascii.Error, ValueError, TypeError):
+        raise request_params.BadParameter(name, "is not a cursor of this list.") from None
+    if key != sort_key:
         return None
-    if key != sort_key or not isinstance(pk, int):
+    if not isinstance(pk, int) or isinstance(pk, bool):
+        raise request_params.BadParameter(name, "is not a cursor of this list.")
+    request_params.parse_id(str(pk), name)
+    return _cursor_value(value, SORTS[sort_key].kind, name), pk
+
+
+def _cursor_value(value, kind: str, name: str):
+    """A cursor's sort value, checked as strictly as a parameter of its kind."""
+    if value is None:
         return None
-    kind = SORTS[sort_key].kind
     try:
-        if value is None:
-            return None, pk
         if kind == "datetime":
-            return dt.datetime.fromisoformat(value), pk
+            moment = dt.datetime.fromisoformat(request_params.clean_text(value, name))
+            return request_params.check_moment(moment, name)
         if kind == "number":
-            return float(value), pk
-        return str(value), pk
-    except (TypeError, ValueError):
-        return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        return request_params.clean_text(value, name, max_length=MAX_CURSOR_CHARS)
+    except (TypeError, ValueError, OverflowError):
+        raise request_params.BadParameter(name, "is not a cursor of this list.") from None
 
 
 def _seek(value, pk: int, *, forward_is_greater: bool, nullable: bool, after: bool) -> Q:
@@ -402,8 +415,8 @@ def page_of(
     """One page by seeking from a cursor: as fast on page 2,000 as on page 1."""
     sort = SORTS[filters.sort_key]
     asc = not filters.descending
-    start = decode_cursor(after, sort.key) if after else None
-    end = decode_cursor(before, sort.key) if before and start is None else None
+    start = decode_cursor(after, sort.key, "after") if after else None
+    end = decode_cursor(before, sort.key, "before") if before and start is None else None
     backwards = end is not None or (last and start is None)
     ordered = sorted_runs(runs, filters, reverse=backwards)
     if start is not None:

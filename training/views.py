@@ -32,7 +32,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, params, services
+from training import access, budgets, params, request_params, services
+from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -46,6 +47,7 @@ from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
 from training.templatetags.monitoring import duration, person
 
 RECENTLY_FINISHED = 10
+BOARD_MAX_SHOWN = 1000
 CANCELABLE_STATES = frozenset(
     {RunState.DRAFT, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
 )
@@ -115,7 +117,7 @@ def live_fragment(page: str):
                 return redirect(page_url)
             return view(request, *args, **kwargs)
 
-        return require_safe(wrapper)
+        return page_or_fragment(require_safe(wrapper))
 
     return decorate
 
@@ -148,15 +150,6 @@ def _us(moment: datetime | None) -> int:
     return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
-def _from_us(raw: str | None) -> datetime | None:
-    try:
-        value = int(raw or "")
-    except ValueError:
-        return None
-    seconds, micros = divmod(value, 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
-
-
 def _parse_date(raw) -> datetime | None:
     if not raw:
         return None
@@ -165,10 +158,6 @@ def _parse_date(raw) -> datetime | None:
     except ValueError:
         return None
     return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
-
-
-def _ids(raw: str | None) -> list[int]:
-    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()][:200]
 
 
 def _remaining_ms(run, now: datetime) -> int | None:
@@ -302,8 +291,10 @@ def home(request):
 
 @live_fragment("home")
 def home_board(request):
-    board = _board(request.user, _ids(request.GET.get("ids")))
-    if request.GET.get("token") == board["token"]:
+    # The client lists the runs it shows as active: as many as a team has running.
+    shown = request_params.id_list(request.GET, "ids", max_items=BOARD_MAX_SHOWN)
+    board = _board(request.user, shown)
+    if request_params.text(request.GET, "token") == board["token"]:
         return _unchanged()
     response = _fragment(request, "training/home.html#board", board)
     if board["finished_now"]:
@@ -315,7 +306,7 @@ def home_board(request):
 @live_fragment("home")
 def runs_finished(request):
     """The page-independent watcher: toasts for the runs that finished since `since`."""
-    since = _from_us(request.GET.get("since")) or timezone.now()
+    since = request_params.moment_us(request.GET, "since") or timezone.now()
     runs = list(
         access.visible_runs(request.user)
         .filter(state__in=FINAL_STATES, finished_at__gt=since)
@@ -452,24 +443,30 @@ def _live_run(user, pk) -> TrainingRun:
     return run
 
 
+# What the live panel's client says it shows: the run's update time and its row counts.
+LIVE_TOKENS = ("token", "samples", "events")
+
+
 def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
     run = _live_run(request.user, pk)
     context = _live_context(
         request.user, run, sample_count=run.sample_count, event_count=run.event_count
     )
-    query = request.GET
+    token, samples, events = (
+        request_params.text(request.GET, name, max_length=40) for name in LIVE_TOKENS
+    )
     if not force_events and (
-        query.get("token") == context["live_token"]
-        and query.get("samples") == str(run.sample_count)
-        and query.get("events") == str(run.event_count)
+        token == context["live_token"]
+        and samples == str(run.sample_count)
+        and events == str(run.event_count)
     ):
         return _unchanged()
     response = _fragment(request, "training/run_detail.html#live", context)
     # The grid and the audit trail reload only when their rows changed, and the grid once
     # more when the run ends: its "images appear after each epoch" must not outlive it.
-    if query.get("samples") != str(run.sample_count) or context["final"]:
+    if samples != str(run.sample_count) or context["final"]:
         trigger_client_event(response, "samples-changed")
-    if "trail-changed" in force_events or query.get("events") != str(run.event_count):
+    if "trail-changed" in force_events or events != str(run.event_count):
         trigger_client_event(response, "trail-changed")
     return response
 
@@ -737,6 +734,7 @@ def run_detail(request, pk):
 # --- Actions -------------------------------------------------------------------------------
 
 
+@page_or_fragment
 @login_required
 @require_POST
 def run_cancel(request, pk):
@@ -769,13 +767,14 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     return True, ""
 
 
+@page_or_fragment
 @login_required
 @require_POST
 def run_use_epoch(request, pk):
     run = access.get_run_for_user(request.user, pk, latest_of_model=_latest_of_its_model())
     if not _may_manage(request.user, run):
         raise PermissionDenied("Only the team's lead or the run's author may choose its epoch.")
-    epoch = request.POST.get("epoch", "")
+    epoch = request_params.text(request.POST, "epoch", max_length=200)
     sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
     if not _may_use_epoch(request.user, run) or sample is None:
         return HttpResponseBadRequest(
