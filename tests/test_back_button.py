@@ -98,8 +98,9 @@ def test_back_after_a_launch_shows_the_whole_launch_page(scenario, logged_in_pag
     page.wait_for_url("**/launch/?model=*")
     page.click("button[value='estimate']:not(.sr-only)")
     page.wait_for_selector(".quote-panel.ready")
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.click("button[value='launch']")
+    page.click("button[value='confirm']")
+    page.wait_for_selector(".launch-confirm")
+    page.click(".launch-confirm button[value='launch']")
     page.wait_for_url("**/runs/*/")
 
     page.go_back()
