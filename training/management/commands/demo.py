@@ -8,6 +8,7 @@ Ctrl-C stops every process it started; so does this process dying any other way 
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import os
 import re
@@ -218,11 +219,13 @@ class ChildOutput:
         self.selector = selectors.DefaultSelector()
         self.waiting_for = dict(READY_LINES)
         self.seen = {name: b"" for name in READY_LINES}
+        self.decoders = {}
 
     def follow(self, processes: dict[str, subprocess.Popen]) -> None:
         for name, process in processes.items():
-            os.set_blocking(process.stdout.fileno(), False)
-            self.selector.register(process.stdout, selectors.EVENT_READ, name)
+            # Incremental: a character split across two reads is still decoded whole.
+            self.decoders[name] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            self.selector.register(process.stdout.fileno(), selectors.EVENT_READ, name)
 
     def pump(self, timeout: float) -> bool:
         """Copy what the children wrote within timeout seconds; True if they wrote anything."""
@@ -231,12 +234,12 @@ class ChildOutput:
             return False
         wrote = False
         for key, _ in self.selector.select(timeout):
-            chunk = key.fileobj.read()
+            chunk = os.read(key.fd, 65536)
             if not chunk:  # the child closed its output: it is stopping
-                self.selector.unregister(key.fileobj)
+                self.selector.unregister(key.fd)
                 continue
             wrote = True
-            self.stdout.write(chunk.decode(errors="replace"), ending="")
+            self.stdout.write(self.decoders[key.data].decode(chunk), ending="")
             self.notice_ready(key.data, chunk)
         if wrote:
             self.stdout.flush()
