@@ -52,7 +52,9 @@ class Demo:
         pytest.fail(f"demo never printed {pattern!r}:\n{self.output()[-3000:]}")
 
     def interrupt(self, times: int = 1) -> int:
-        for _ in range(times):
+        for n in range(times):
+            if n:
+                time.sleep(0.3)  # the copy forwarded by uv comes a moment later, mid-stop
             self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout=30)
 
