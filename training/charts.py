@@ -92,7 +92,8 @@ def week_label(monday) -> str:
 
 def _x_labels(labels: list[str], x, every: int) -> list[str]:
     return [
-        f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" fill="{MUTED}">'
+        f'<text class="x-label" x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
+        f'fill="{MUTED}">'
         f"{escape(text)}</text>"
         for i, text in enumerate(labels)
         if i % every == 0
@@ -162,11 +163,13 @@ def duration_spread(points: list[dict]) -> Chart | None:
     body = _y_axis(train_ticks, y, lambda v: f"{_number(v)} min")
     for tick in queue_ticks:
         body.append(
-            f'<text x="{x(tick):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
+            f'<text class="x-label" x="{x(tick):.1f}" y="{HEIGHT - BOTTOM + 16}" '
+            'text-anchor="middle" '
             f'fill="{MUTED}">{escape(_number(tick))}</text>'
         )
     body.append(
-        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" fill="{MUTED}">'
+        f'<text class="axis-title" x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" '
+        f'fill="{MUTED}">'
         "queue (min) →</text>"
     )
     for p in points:

@@ -7,9 +7,13 @@ quietly. Nothing sleeps here; waiting is done with retry countdowns and the swee
 
 from __future__ import annotations
 
+import logging
+
 from celery import Task, shared_task
 
 from training import scenario, services
+
+logger = logging.getLogger(__name__)
 
 # Well below the Redis visibility timeout (an hour), so a waiting retry is never redelivered.
 MAX_COUNTDOWN = 60
@@ -66,7 +70,10 @@ def cancel_run(run_id: int) -> None:
 
 @shared_task(acks_late=True)
 def sweep() -> int:
-    return services.sweep()
+    claimed = services.sweep()
+    if claimed:  # Celery's own lines about the sweep are filtered out (dashboard.celery)
+        logger.info("Sweep: %d run(s) due, sent to the workers", claimed)
+    return claimed
 
 
 @shared_task(**RETRYING)

@@ -1,12 +1,18 @@
 """Run the whole dashboard on this machine: web server, Celery worker and beat, simulator.
 
 The first start migrates and seeds two teams, their people and a handful of models in the
-simulator; later starts reuse the data. Ctrl-C stops every process it started.
+simulator; later starts reuse the data. The children's output passes through this process,
+so the logins can be printed again once everything is up, as the last thing on screen.
+Ctrl-C stops every process it started; so does this process dying any other way (Linux).
 """
 
 from __future__ import annotations
 
+import codecs
+import ctypes
 import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -31,6 +37,14 @@ DEMO_PEOPLE = [
     ("Environments", "charlie", "Charlie Diaz", Role.ARTIST),
     ("Environments", "erin", "Erin Walsh", Role.LEAD),
 ]
+
+# What the worker and beat print once they are listening; the logins are printed after both.
+READY_LINES = {
+    "worker": re.compile(rb"celery@\S+ ready\."),
+    "beat": re.compile(rb"beat: Starting\.\.\."),
+}
+# The logins are printed once the children have been quiet this long after starting.
+SETTLE_SECONDS = 0.5
 
 # (name, model type, training images) created in the simulator on the first start.
 DEMO_MODELS = [
@@ -61,26 +75,31 @@ class Command(BaseCommand):
                 "The demo needs the simulator: unset SCENARIO_SIMULATOR or set it to true."
             )
         # Ctrl-C and a plain `kill` both stop everything, even when started from a script
-        # that ignores SIGINT for background jobs.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        point_at_own_simulator(port)
-        call_command("migrate", interactive=False, verbosity=0)
-        first_start = not no_seed and seed_people()
-        processes = start_processes(port)
+        # that ignores SIGINT for background jobs. Under `uv run` one Ctrl-C arrives twice
+        # (from the terminal and forwarded by uv): only the first one counts.
+        signal.signal(signal.SIGINT, stop_requested)
+        signal.signal(signal.SIGTERM, stop_requested)
+        base = f"http://127.0.0.1:{port}"
+        output = ChildOutput(self.stdout)
+        processes: dict[str, subprocess.Popen] = {}
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(f"{base}/login/", processes)
+            point_at_own_simulator(port)
+            call_command("migrate", interactive=False, verbosity=0)
+            first_start = not no_seed and seed_people()
+            self.stdout.write("Starting the web server, a Celery worker and beat…")
+            processes.update(start_processes(port))
+            output.follow(processes)
+            wait_until_up(f"{base}/login/", processes, output)
             if first_start:
                 seed_simulator_models()
             sync_model_list(self.stderr)
+            output.wait_for_ready(processes)
             self.print_welcome(base)
-            watch(processes)
+            watch(processes, output)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan them
-            stop(processes)
+            stop(processes, output)
 
     def print_welcome(self, base: str) -> None:
         out = self.stdout
@@ -91,6 +110,14 @@ class Command(BaseCommand):
         for team, username, name, role in DEMO_PEOPLE:
             out.write(f"  {username:<8} {name:<14} {role.label.lower():<7} {team}")
         out.write("Press Ctrl-C to stop.\n")
+        out.flush()
+
+
+def stop_requested(signum, frame) -> None:
+    """Stop on the first SIGINT or SIGTERM and ignore the ones after it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def point_at_own_simulator(port: int) -> None:
@@ -145,12 +172,102 @@ def start_processes(port: int) -> dict[str, subprocess.Popen]:
         "beat": [*celery, "beat", "--loglevel=INFO"],
     }
     return {
-        name: subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+        name: subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # A session of their own keeps the terminal's Ctrl-C away from them: this
+            # process stops them in order instead (Celery's warm shutdown).
+            start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
         for name, command in commands.items()
     }
 
 
-def wait_until_up(url: str, processes: dict[str, subprocess.Popen], seconds: float = 60) -> None:
+def die_with_parent(parent_pid: int):
+    """Return a pre-exec hook that has the kernel send SIGTERM to the child when we die.
+
+    PR_SET_PDEATHSIG is delivered by the kernel however this process ends, SIGKILL
+    included, and needs nothing from the child: a watchdog pipe would need a thread in
+    every child reading it, and would miss a child stuck elsewhere. It exists on Linux only;
+    elsewhere the children are stopped by Ctrl-C or `kill` alone. The hook runs between fork
+    and exec, which is safe here because this process starts no threads.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # we died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+class ChildOutput:
+    """Copy the children's output to ours, and notice when the worker and beat are ready."""
+
+    def __init__(self, stdout):
+        self.stdout = stdout
+        self.selector = selectors.DefaultSelector()
+        self.waiting_for = dict(READY_LINES)
+        self.seen = {name: b"" for name in READY_LINES}
+        self.decoders = {}
+
+    def follow(self, processes: dict[str, subprocess.Popen]) -> None:
+        for name, process in processes.items():
+            # Incremental: a character split across two reads is still decoded whole.
+            self.decoders[name] = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            self.selector.register(process.stdout.fileno(), selectors.EVENT_READ, name)
+
+    def pump(self, timeout: float) -> bool:
+        """Copy what the children wrote within timeout seconds; True if they wrote anything."""
+        if not self.selector.get_map():
+            time.sleep(timeout)
+            return False
+        wrote = False
+        for key, _ in self.selector.select(timeout):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:  # the child closed its output: it is stopping
+                self.selector.unregister(key.fd)
+                continue
+            wrote = True
+            self.stdout.write(self.decoders[key.data].decode(chunk), ending="")
+            self.notice_ready(key.data, chunk)
+        if wrote:
+            self.stdout.flush()
+        return wrote
+
+    def notice_ready(self, name: str, chunk: bytes) -> None:
+        if name not in self.waiting_for:
+            return
+        # Keep a tail, so a ready line split across two reads is still found.
+        self.seen[name] = self.seen[name][-200:] + chunk
+        if self.waiting_for[name].search(self.seen[name]):
+            del self.waiting_for[name]
+
+    def wait_for_ready(self, processes: dict[str, subprocess.Popen], seconds: float = 60):
+        """Copy output until the worker and beat are ready and the children fall quiet."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            check_alive(processes)
+            if not self.pump(SETTLE_SECONDS) and not self.waiting_for:
+                return
+        missing = ", ".join(self.waiting_for)
+        if missing:
+            raise CommandError(f"The {missing} did not start within {seconds:.0f} s")
+
+
+def wait_until_up(
+    url: str, processes: dict[str, subprocess.Popen], output: ChildOutput, seconds: float = 60
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         check_alive(processes)
@@ -158,7 +275,7 @@ def wait_until_up(url: str, processes: dict[str, subprocess.Popen], seconds: flo
             with urllib.request.urlopen(url, timeout=2):
                 return
         except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
+            output.pump(0.3)
     raise CommandError(f"The web server did not answer at {url} within {seconds:.0f} s")
 
 
@@ -168,22 +285,25 @@ def check_alive(processes: dict[str, subprocess.Popen]) -> None:
             raise CommandError(f"The {name} process stopped (exit code {process.returncode})")
 
 
-def watch(processes: dict[str, subprocess.Popen]) -> None:
+def watch(processes: dict[str, subprocess.Popen], output: ChildOutput) -> None:
     while True:
         check_alive(processes)
-        time.sleep(1)
+        output.pump(1)
 
 
-def stop(processes: dict[str, subprocess.Popen], grace: float = 10) -> None:
+def stop(processes: dict[str, subprocess.Popen], output: ChildOutput, grace: float = 10) -> None:
     """Ask every child to stop, then kill what is still running after the grace period."""
     for process in processes.values():
         if process.poll() is None:
             # Only the main process: Celery's warm shutdown stops its own pool.
             process.terminate()
     deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(p.poll() is None for p in processes.values()):
+        output.pump(0.2)
     for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    output.pump(0)
+    if processes:
+        output.stdout.write("Stopped.")
