@@ -113,7 +113,7 @@ def test_a_run_page_while_training_and_once_finished_fit_a_phone(
         "the same knight on a horse",
     ]
     training.save()
-    finished = compared_runs(alice, dave)[0]
+    finished = compared_runs(live_server.url, alice, dave)[0]
     page = phone_page(chromium, live_server, client, training.created_by)
     page.goto(f"/runs/{training.pk}/")
     assert_fits_the_phone(page, "run-training")
@@ -131,7 +131,7 @@ def test_the_history_and_compare_pages_fit_a_phone(
     dave,
     a_quarter_of_runs,  # noqa: F811
 ):
-    runs = compared_runs(alice, dave)
+    runs = compared_runs(live_server.url, alice, dave)
     page = phone_page(chromium, live_server, client, alice)
     page.goto("/history/")
     assert page.locator("svg.chart").count() > 0

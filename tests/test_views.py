@@ -360,7 +360,7 @@ def test_recently_finished_says_a_launch_did_not_start_and_why(client, alice):
     row = page[page.index(f'id="recent-{refused.pk}"') :].split("</tr>")[0]
     assert '<span class="state state-not_started">Not started</span>' in row
     assert "Model is already training" in row
-    assert row.rstrip().endswith('<td class="num">—</td>')  # its quote is no cost
+    assert row.rstrip().endswith('<td class="num" data-label="Cost">—</td>')  # no cost
 
 
 @pytest.mark.django_db
