@@ -333,6 +333,16 @@ else:
         "CELERY_BROKER_URL must be filesystem:// or a redis:// URL, "
         f"not {CELERY_BROKER_URL.split('://')[0]!r}"
     )
+# Cancels and submits go to a queue of their own, which workers drain before the polls:
+# `celery worker -Q urgent,celery` lists it first, and the transport takes queues in that
+# order (priority) instead of in turn (kombu's default, round robin).
+CELERY_TASK_QUEUES = {"urgent": {}, "celery": {}}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "training.tasks.submit_run": {"queue": "urgent"},
+    "training.tasks.cancel_run": {"queue": "urgent"},
+}
+CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
