@@ -60,9 +60,7 @@ def test_a_trigger_whose_answer_is_dropped_is_adopted_with_its_job_and_billing(
 ):
     # Scenario starts the training; its answer comes after the client stopped waiting.
     settings.SCENARIO_READ_TIMEOUT = 1.0
-    faults.inject(
-        None, method="PUT", path_contains="/train", delay_ms=2500, after_processing=True
-    )
+    faults.inject(None, method="PUT", path_contains="/train", delay_ms=2500, after_processing=True)
     run = launch(alice, knight)
     services.submit_run(run.pk)
     run.refresh_from_db()

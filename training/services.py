@@ -488,7 +488,11 @@ def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError, le
     log.warning("Launch of run %s has an unknown outcome: %s", run.pk, error)
     now = timezone.now()
     TrainingRun.objects.filter(
-        pk=run.pk, state__in=[S.SUBMITTING, S.CANCEL_REQUESTED], submitted_at=lease
+        pk=run.pk,
+        state__in=[S.SUBMITTING, S.CANCEL_REQUESTED],
+        submitted_at=lease,
+        job_id="",
+        remote_model_status="",  # a cancel already found and recorded the launch
     ).update(outcome_unknown_at=now)
     run.refresh_from_db()
     if run.outcome_unknown_at is not None and not run.is_final:
