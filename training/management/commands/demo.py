@@ -75,7 +75,7 @@ class Command(BaseCommand):
                 seed_simulator_models()
             sync_model_list(self.stderr)
             self.print_welcome(base)
-            watch(processes)
+            watch(processes, port, self.stdout)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
@@ -135,19 +135,24 @@ def sync_model_list(stderr) -> None:
         stderr.write(f"Could not sync the model list yet: {error}")
 
 
-def start_processes(port: int) -> dict[str, subprocess.Popen]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def process_commands(port: int) -> dict[str, list[str]]:
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "dashboard"]
-    commands = {
+    return {
         "web": [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
-        "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+        # Cancels and submits first (see CELERY_TASK_ROUTES).
+        "worker": [*celery, "worker", "-Q", "urgent,celery", "--loglevel=INFO", "--concurrency=2"],
         "beat": [*celery, "beat", "--loglevel=INFO"],
     }
-    return {
-        name: subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
-        for name, command in commands.items()
-    }
+
+
+def start_process(command: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+
+
+def start_processes(port: int) -> dict[str, subprocess.Popen]:
+    return {name: start_process(command) for name, command in process_commands(port).items()}
 
 
 def wait_until_up(url: str, processes: dict[str, subprocess.Popen], seconds: float = 60) -> None:
@@ -168,10 +173,51 @@ def check_alive(processes: dict[str, subprocess.Popen]) -> None:
             raise CommandError(f"The {name} process stopped (exit code {process.returncode})")
 
 
-def watch(processes: dict[str, subprocess.Popen]) -> None:
+def watch(processes: dict[str, subprocess.Popen], port: int, out) -> None:
+    restarter = Restarter(processes, process_commands(port), out)
     while True:
-        check_alive(processes)
-        time.sleep(1)
+        restarter.restart_exited()
+        check_alive({name: processes[name] for name in processes if name == "web"})
+        time.sleep(0.5)
+
+
+class Restarter:
+    """Start a worker or beat that exited again, after a backoff that grows while it keeps
+    exiting (a worker dies with its broker connection: celery/kombu#582), and say so.
+
+    The web server is not restarted: if it stops, the demo stops.
+    """
+
+    NAMES = ("worker", "beat")
+    BACKOFF_SECONDS = (1, 2, 5, 10)
+    STEADY_SECONDS = 60  # up this long: the next exit starts the backoff over
+
+    def __init__(self, processes, commands, out):
+        self.processes, self.commands, self.out = processes, commands, out
+        self.exits: dict[str, int] = {}
+        self.due: dict[str, float] = {}
+        self.started = dict.fromkeys(self.NAMES, time.monotonic())
+
+    def restart_exited(self) -> None:
+        now = time.monotonic()
+        for name in self.NAMES:
+            process = self.processes[name]
+            if process.poll() is None:
+                continue
+            if name not in self.due:
+                if now - self.started[name] >= self.STEADY_SECONDS:
+                    self.exits[name] = 0
+                exits = self.exits.get(name, 0)
+                delay = self.BACKOFF_SECONDS[min(exits, len(self.BACKOFF_SECONDS) - 1)]
+                self.out.write(
+                    f"The {name} exited (code {process.returncode}); starting it again in {delay} s"
+                )
+                self.exits[name], self.due[name] = exits + 1, now + delay
+            elif now >= self.due[name]:
+                del self.due[name]
+                self.processes[name] = start_process(self.commands[name])
+                self.started[name] = now
+                self.out.write(f"The {name} is running again")
 
 
 def stop(processes: dict[str, subprocess.Popen], grace: float = 10) -> None:
