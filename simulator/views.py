@@ -110,6 +110,8 @@ def _answer(request, view, methods, public, kwargs) -> HttpResponse:
         time.sleep(rule.delay_ms / 1000)
         if rule.status:
             return faults.rule_response(rule)
+    if not public:
+        return faults.random_late_fault(rates) or response
     return response
 
 
