@@ -326,6 +326,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    if CELERY_BROKER_URL.startswith("redis://"):
+        # kombu's Redis transport without the crash of a worker whose Redis died (see
+        # dashboard/broker.py); rediss:// keeps kombu's own, which sets up TLS from the URL.
+        CELERY_BROKER_TRANSPORT = "dashboard.broker:RedisTransport"
     # Longer than any countdown or retry the tasks use, so nothing is redelivered early.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:

@@ -818,6 +818,9 @@ def apply_snapshot(
     if run.poll_failures:
         fields["poll_failures"] = 0
     target = local_state_for(model.status, _stage(model))
+    # Samples first: a worker killed between the two must not leave a finished run, never
+    # polled again, without its last epoch's samples.
+    stored = _store_samples(run, model)
     wrote = False
     if target and target != run.state and target in TRANSITIONS[run.state]:
         fields.update(_final_fields(target, model, job))
@@ -834,7 +837,7 @@ def apply_snapshot(
     elif fields:
         fields["next_poll_at"] = _next_poll(run, run.state, fields)
         wrote = _write_snapshot(run, fields)
-    return _store_samples(run, model) or wrote
+    return stored or wrote
 
 
 def _next_poll(run: TrainingRun, state: str, fields: dict) -> datetime:
