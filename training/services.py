@@ -12,6 +12,10 @@ first. A submit task's hard time limit equals the lease, so a lease outlives its
 Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
 the training, and adopts it instead of triggering again. That is what keeps it to at most
 one launch per run, whatever the broker, the network or the workers do.
+
+A trigger whose answer was lost sets `outcome_unknown_at`: the model is read back then and on
+the READ_BACK_SECONDS schedule until it shows whether the launch happened. An adopted launch
+finds its job in GET /jobs, so that it is billed like any other.
 """
 
 from __future__ import annotations
