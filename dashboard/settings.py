@@ -327,6 +327,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    if CELERY_BROKER_URL.startswith("redis://"):
+        # kombu's Redis transport without the crash of a worker whose Redis died (see
+        # dashboard/broker.py); rediss:// keeps kombu's own, which sets up TLS from the URL.
+        CELERY_BROKER_TRANSPORT = "dashboard.broker:RedisTransport"
     # Longer than any countdown or retry the tasks use, so nothing is redelivered early.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
@@ -334,6 +338,16 @@ else:
         "CELERY_BROKER_URL must be filesystem:// or a redis:// URL, "
         f"not {CELERY_BROKER_URL.split('://')[0]!r}"
     )
+# Cancels and submits go to a queue of their own, which workers drain before the polls:
+# `celery worker -Q urgent,celery` lists it first, and the transport takes queues in that
+# order (priority) instead of in turn (kombu's default, round robin).
+CELERY_TASK_QUEUES = {"urgent": {}, "celery": {}}
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "training.tasks.submit_run": {"queue": "urgent"},
+    "training.tasks.cancel_run": {"queue": "urgent"},
+}
+CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]

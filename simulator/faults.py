@@ -11,6 +11,9 @@ Two kinds, both stored in the simulator's tables so a test and the live server's
 - `set_rates(rate_429=…, rate_503=…, latency_ms=…)`: a random share of API requests fails,
   and every API request is slowed down. Until set_rates is called (or after clear()),
   settings.SIMULATOR_FAULTS gives these rates, e.g. "429=0.1,503=0.2,latency_ms=200".
+  SIMULATOR_FAULTS also takes two faults that strike after the request was carried out:
+  `hang=0.02,hang_ms=8000` (the answer comes only after hang_ms, past a client's read
+  timeout) and `lost=0.03` (the answer is lost: a 502 from a gateway instead of it).
 
 Injected rules apply to every simulator URL that matches them; random rates only to the
 API (not to the sample images a browser loads). 429 answers always carry Retry-After.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -37,6 +41,13 @@ class Rates:
     rate_429: float = 0.0
     rate_503: float = 0.0
     latency_ms: int = 0
+    # After the request was carried out: its answer hangs for hang_ms, or is lost.
+    rate_hang: float = 0.0
+    hang_ms: int = 0
+    rate_lost: float = 0.0
+
+
+HANG_MS_DEFAULT = 30_000
 
 
 def inject(
@@ -85,26 +96,38 @@ def clear() -> None:
 def parse_rates(text: str) -> Rates:
     """Read "429=0.1,503=0.2,latency_ms=200" (any subset, any order)."""
     values: dict[str, float] = {}
-    names = {"429": "rate_429", "503": "rate_503", "latency_ms": "latency_ms"}
+    names = {
+        "429": "rate_429",
+        "503": "rate_503",
+        "latency_ms": "latency_ms",
+        "hang": "rate_hang",
+        "hang_ms": "hang_ms",
+        "lost": "rate_lost",
+    }
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, _, raw = item.partition("=")
         try:
             values[names[key.strip()]] = float(raw)
         except (KeyError, ValueError):
             raise ImproperlyConfigured(
-                f"SIMULATOR_FAULTS must look like '429=0.1,503=0.2,latency_ms=200', not {text!r}"
+                "SIMULATOR_FAULTS must look like "
+                f"'429=0.1,503=0.2,latency_ms=200,hang=0.02,hang_ms=8000,lost=0.03', not {text!r}"
             ) from None
+    rates = {name: values.get(name, 0.0) for name in ("rate_429", "rate_503", "rate_hang")}
+    if rates["rate_429"] + rates["rate_503"] > 1 or not 0 <= values.get("rate_lost", 0) <= 1:
+        raise ImproperlyConfigured(f"SIMULATOR_FAULTS rates must be shares of 1, not {text!r}")
     return Rates(
-        rate_429=values.get("rate_429", 0.0),
-        rate_503=values.get("rate_503", 0.0),
+        **rates,
         latency_ms=int(values.get("latency_ms", 0)),
+        hang_ms=int(values.get("hang_ms", HANG_MS_DEFAULT)),
+        rate_lost=values.get("rate_lost", 0.0),
     )
 
 
 def current_rates() -> Rates:
     row = FaultRates.objects.filter(pk=1).first()
     if row is not None:
-        return Rates(row.rate_429, row.rate_503, row.latency_ms)
+        return Rates(rate_429=row.rate_429, rate_503=row.rate_503, latency_ms=row.latency_ms)
     return parse_rates(getattr(settings, "SIMULATOR_FAULTS", "") or "")
 
 
@@ -130,6 +153,23 @@ def random_fault(rates: Rates) -> HttpResponse | None:
         return fault_response(429, message="Too many requests, slow down")
     if draw < rates.rate_429 + rates.rate_503:
         return fault_response(503, message="Service temporarily unavailable")
+    return None
+
+
+def random_late_fault(rates: Rates) -> HttpResponse | None:
+    """After the work is done: hang past the client's patience, or lose the answer (None:
+    answer normally)."""
+    draw = random.random()
+    if draw < rates.rate_hang:
+        time.sleep(rates.hang_ms / 1000)
+        return None
+    if draw < rates.rate_hang + rates.rate_lost:
+        return fault_response(
+            502,
+            message="",
+            body="<html><head><title>502 Bad Gateway</title></head></html>",
+            content_type="text/html",
+        )
     return None
 
 

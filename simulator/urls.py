@@ -14,6 +14,7 @@ urlpatterns = [
     path("models/<str:model_id>/train", views.train, name="train"),
     path("models/<str:model_id>/train/action", views.train_action, name="train-action"),
     path("models/<str:model_id>/training-images", views.training_images, name="training-images"),
+    path("jobs", views.jobs_collection, name="jobs"),
     path("jobs/<str:job_id>", views.job_detail, name="job"),
     path("jobs/<str:job_id>/action", views.job_action, name="job-action"),
     path("samples/<str:job_id>/<str:epoch>/<int:prompt>.svg", views.sample_image, name="sample"),

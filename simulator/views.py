@@ -42,6 +42,7 @@ MODEL_TYPES = (
     "zimage-turbo-lora"
 ).split()
 MAX_PAGE_SIZE = 500
+MAX_JOBS_PAGE_SIZE = 200  # GET /jobs: "default value is 10, maximum value is 200"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ASSET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 300
@@ -114,6 +115,8 @@ def _answer(request, view, methods, public, kwargs) -> HttpResponse:
         time.sleep(rule.delay_ms / 1000)
         if rule.status:
             return faults.rule_response(rule)
+    if not public:
+        return faults.random_late_fault(rates) or response
     return response
 
 
@@ -224,15 +227,15 @@ def _list_models(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body)
 
 
-def _page_size(raw: str | None) -> int:
+def _page_size(raw: str | None, *, default: int = 100, maximum: int = MAX_PAGE_SIZE) -> int:
     if raw in (None, ""):
-        return 100
+        return default
     try:
         size = int(raw)
     except ValueError:
         raise ApiError(400, f"pageSize must be a number, not {raw!r}") from None
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise ApiError(400, f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+    if not 1 <= size <= maximum:
+        raise ApiError(400, f"pageSize must be between 1 and {maximum}")
     return size
 
 
@@ -476,6 +479,60 @@ def _job(request: HttpRequest, job_id: str) -> SimJob:
         raise ApiError(404, f"Job {job_id} not found")
     request.sim_model_id = job.model_id
     return job
+
+
+@endpoint("GET")
+def jobs_collection(request: HttpRequest) -> HttpResponse:
+    """List jobs, newest first, filtered by type (or types, comma-separated) and status.
+
+    The simulator keeps no job authors, so authorId filters nothing; hideResults neither,
+    since no training job has hidden results. Items have the documented list shape, which
+    has no billing: GET /jobs/{jobId} has it.
+    """
+    query = request.GET
+    size = _page_size(query.get("pageSize"), default=10, maximum=MAX_JOBS_PAGE_SIZE)
+    raw_types = query.get("types") or query.get("type") or ""
+    types = {t.strip() for t in raw_types.split(",") if t.strip()}
+    status = (query.get("status") or "").strip()
+    renderer = _renderer(request)
+    timelines = sorted(
+        renderer.schedule.timelines, key=lambda t: (t.job.requested_at, t.job.id), reverse=True
+    )
+    token = query.get("paginationToken")
+    if token:
+        timelines = timelines[_job_offset(token, len(timelines)) :]
+    page = []
+    for index, timeline in enumerate(timelines):
+        if types and timeline.job.job_type not in types:
+            continue
+        if status and renderer.schedule.state(timeline).job_status != status:
+            continue
+        if len(page) == size:
+            body = {"jobs": page, "nextPaginationToken": _job_token(timelines[index].job)}
+            return JsonResponse(body)
+        item = renderer.job(timeline)
+        item.pop("billing", None)
+        page.append(item)
+    return JsonResponse({"jobs": page})
+
+
+def _job_token(job: SimJob) -> str:
+    raw = json.dumps([job.requested_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _job_offset(token: str, count: int) -> int:
+    """Where the page a token names starts: at its job, newest first."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        requested, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        requested_at = datetime.fromisoformat(requested)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError(400, "paginationToken is not valid") from None
+    newer = SimJob.objects.filter(
+        Q(requested_at__gt=requested_at) | Q(requested_at=requested_at, id__gt=job_id)
+    )
+    return min(count, newer.count())
 
 
 @endpoint("GET")

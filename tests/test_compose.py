@@ -108,6 +108,19 @@ def test_dependencies_exist_and_health_conditions_have_health_checks(name):
             assert "healthcheck" in SERVICES[dependency], f"{dependency} has no health check"
 
 
+def test_the_worker_drains_the_urgent_queue_of_cancels_and_submits_first():
+    from django.conf import settings
+
+    command = SERVICES["worker"]["command"]
+    queues = command[command.index("-Q") + 1].split(",")
+    assert queues == list(settings.CELERY_TASK_QUEUES) == ["urgent", "celery"]
+    routed = {
+        task for task, route in settings.CELERY_TASK_ROUTES.items() if route["queue"] == "urgent"
+    }
+    assert routed == {"training.tasks.submit_run", "training.tasks.cancel_run"}
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
+
+
 def test_long_running_services_have_health_checks():
     for name in ("postgres", "redis", "web", "worker", "simulator"):
         assert SERVICES[name]["healthcheck"]["test"], name

@@ -7,7 +7,9 @@ time zone) at the price it is known to cost:
   submitting, queued or running will be billed about its quote, and counting it stops several
   launches in a row from slipping past the budget before any of them is billed;
 - a failed or canceled run without a bill costs nothing, and neither does a launch Scenario
-  refused before anything started (not started), whatever its quote said.
+  refused before anything started (not started), whatever its quote said;
+- a run whose bill cannot be read (cost unknown: Scenario lists no job for it) counts its
+  quote, whatever its end: it ran on Scenario, and 0 would under-report.
 A run counts in the month it was launched, even when it is billed after midnight on the 1st.
 """
 
@@ -88,7 +90,8 @@ def _spend_by_team(team_ids: Iterable[int], now: dt.datetime | None) -> dict[int
             billed=Sum("cu_cost"),
             committed=Sum(
                 "quote_cu_cost",
-                filter=Q(cu_cost__isnull=True) & ~Q(state__in=UNBILLED_FREE_STATES),
+                filter=Q(cu_cost__isnull=True)
+                & (~Q(state__in=UNBILLED_FREE_STATES) | Q(cost_unknown=True)),
             ),
         )
     )

@@ -138,6 +138,9 @@ class TrainingRun(models.Model):
     train_duration = models.FloatField(null=True, blank=True, help_text="seconds")
     cu_cost = models.FloatField(null=True, blank=True)
     cu_discount = models.FloatField(null=True, blank=True)
+    # Launched, ended, and Scenario's job for it could not be found: no bill to read. Its quote
+    # stands for it in budgets, never 0.
+    cost_unknown = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
     # The epoch Scenario accepted as the model's through "Use this epoch", and who chose it.
     # Empty until someone chooses: Scenario then uses the last epoch.
@@ -151,6 +154,12 @@ class TrainingRun(models.Model):
     last_polled_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True)
     poll_failures = models.PositiveIntegerField(default=0)
+    # Triggers sent for this run (0 or 1 almost always): a second one is sent only after a
+    # read-back showed the first did not launch anything.
+    triggers_sent = models.PositiveSmallIntegerField(default=0)
+    # When a trigger's answer was lost (a 5xx, a timeout, a dropped connection): from then on
+    # the model is read back on a short schedule until it shows whether the launch happened.
+    outcome_unknown_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     # Set by every write in services; .update() does not touch auto_now fields.

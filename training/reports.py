@@ -304,7 +304,8 @@ def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
 # The table reads only these; leaving out the JSON columns keeps the rows a sort handles small.
 TABLE_FIELDS = (
     "model_type", "state", "created_at", "finished_at", "queue_duration", "train_duration",
-    "quote_cu_cost", "cu_cost", "cu_discount", "model__name", "model__remote_id", "team__name",
+    "quote_cu_cost", "cu_cost", "cu_discount", "cost_unknown", "model__name", "model__remote_id",
+    "team__name",
 )  # fmt: skip
 
 

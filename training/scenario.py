@@ -27,8 +27,9 @@ Launching without launching twice
         at or after our attempt: our launch went through and has already ended;
       - otherwise (new, or a final status from an older training): it did not start, and
         triggering again is safe.
-    The model object does not name its job, so a launch adopted this way has no job id;
-    its progress is followed on the model.
+    The model object does not name its job: `find_training_job` looks for it in
+    `GET /jobs` (filtered by the training job types), by the model its metadata names and
+    the moment it was created, so that an adopted launch is billed like any other.
     A 429 on the trigger is different: a response came back, Scenario refused it, and that is
     RateLimited (with retry_after), not OutcomeUnknown. Other writes behave the same way
     (OutcomeUnknown when unsure), and are reconciled the same way, by reading back.
@@ -65,6 +66,10 @@ from urllib3.util.retry import Retry
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# The job types a training runs as (the reference's jobType enum): GET /jobs filters by them.
+TRAINING_JOB_TYPES = ("flux-model-training", "musubi-model-training", "model-training")
+JOBS_PAGE_SIZE = 100  # the documented maximum is 200
+JOBS_MAX_PAGES = 5
 MAX_MESSAGE_LENGTH = 300
 
 
@@ -160,6 +165,8 @@ class StatusChange:
 @dataclass(frozen=True)
 class Job:
     id: str
+    model_id: str
+    created_at: datetime | None
     type: str
     status: str
     progress: float
@@ -308,6 +315,8 @@ def parse_job(data: Mapping) -> Job:
     metadata = _field(data, "metadata", "dict", "job")
     return Job(
         id=_field(data, "jobId", "str", "job"),
+        model_id=_job_model_id(metadata),
+        created_at=_iso(data.get("createdAt"), "job.createdAt"),
         type=_field(data, "jobType", "str", "job"),
         status=_field(data, "status", "str", "job"),
         progress=float(_field(data, "progress", "number", "job")),
@@ -316,6 +325,17 @@ def parse_job(data: Mapping) -> Job:
         error=_field(metadata, "error", "str", "job.metadata", required=False) or "",
         raw=dict(data),
     )
+
+
+def _job_model_id(metadata: Mapping) -> str:
+    """The model a job trains, as its metadata names it (input.modelId, or outputModelId)."""
+    raw_input = metadata.get("input")
+    candidates = [
+        raw_input.get("modelId") if isinstance(raw_input, dict) else None,
+        metadata.get("outputModelId"),
+        metadata.get("modelId"),
+    ]
+    return next((value for value in candidates if isinstance(value, str) and value), "")
 
 
 def _progress(data: Mapping) -> TrainingProgress | None:
@@ -686,6 +706,34 @@ class ScenarioClient:
 
     def get_job(self, job_id: str) -> Job:
         return parse_job(_object(self._call("GET", f"/jobs/{_id(job_id)}"), "job"))
+
+    def find_training_job(self, model_id: str, *, since: datetime) -> Job | None:
+        """Find the training job of `model_id` created at or after `since`, or None.
+
+        Walks `GET /jobs?types=…` page after page (at most JOBS_MAX_PAGES) and keeps the
+        newest job whose metadata names the model. `types` is sent comma-separated.
+        """
+        query: dict[str, Any] = {
+            "types": ",".join(TRAINING_JOB_TYPES),
+            "pageSize": JOBS_PAGE_SIZE,
+        }
+        found, seen = None, set()
+        for _ in range(JOBS_MAX_PAGES):
+            data = self._call("GET", "/jobs", params=query)
+            for item in _field(data, "jobs", "list", "answer"):
+                if not isinstance(item, dict):
+                    raise ResponseShapeError("Scenario's answer has a job that is not an object")
+                job = parse_job(item)
+                if job.model_id != model_id or job.created_at is None or job.created_at < since:
+                    continue
+                if found is None or job.created_at > found.created_at:
+                    found = job
+            token = data.get("nextPaginationToken")
+            if not isinstance(token, str) or not token or token in seen:
+                break
+            seen.add(token)
+            query["paginationToken"] = token
+        return found
 
     def cancel_job(self, job_id: str) -> Job:
         data = self._call("POST", f"/jobs/{_id(job_id)}/action", json={"action": "cancel"})

@@ -15,6 +15,10 @@ one launch per run, whatever the broker, the network or the workers do.
 
 Secret parameters (an experiment tracker's key) are stored with the run only while a trigger
 may still be sent, in draft and submitting: `transition` redacts them on the way out.
+
+A trigger whose answer was lost sets `outcome_unknown_at`: the model is read back then and on
+the READ_BACK_SECONDS schedule until it shows whether the launch happened. An adopted launch
+finds its job in GET /jobs, so that it is billed like any other.
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
 # Small, so a training that ended just before a relaunch is not taken for the relaunch.
 LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
 SWEEP_BATCH = 500
+# After a trigger's answer was lost, the model is read back this many seconds after, then
+# every last step, until it shows whether the launch happened.
+READ_BACK_SECONDS = (3.0, 10.0, 30.0)
 # Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
@@ -392,6 +399,8 @@ def submit_run(run_id: int) -> None:
         )
         if claimed:
             _launch(run, now, reconcile=False)
+    elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
+        _settle_unknown(run, scenario_client())
     elif run.state == S.SUBMITTING:
         lease = _take_lease(run)
         if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
@@ -413,7 +422,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
     try:
         launch = client.trigger(run.model.remote_id, run.parameters)
     except scenario.OutcomeUnknown as error:
-        _outcome_unknown(run, client, error)
+        _outcome_unknown(run, client, error, lease)
         return
     except scenario.ResponseShapeError as error:
         _answer_not_understood(run, client, error)
@@ -422,7 +431,9 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         if error.transient:
             _release_lease(run, lease)
             raise TryAgain.from_error(error) from error
-        if _is_refusal(error):
+        if isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
+            _second_trigger_refused(run, client, error)
+        elif _is_refusal(error):
             _not_started(run, error)
         else:
             _refused(run, error)
@@ -448,14 +459,14 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
         _refused(run, error)
         return None
     if _launch_visible(model, run):
-        fields = _snapshot_fields(run, model, None)
+        fields = _adoption_fields(run, client, model)
         _confirm_launch(run, fields, "Scenario was already training it: adopted that launch")
     return model
 
 
 def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
     """Whether the remote model shows a training that started after this run was created."""
-    since = run.created_at - LAUNCH_CLOCK_SKEW
+    since = _launch_horizon(run)
     if model.status == "training":
         started = model.training_progress.started_at if model.training_progress else None
         return started is None or started >= since
@@ -483,14 +494,127 @@ def _record_launch_while_canceling(run: TrainingRun, fields: dict) -> bool:
     return _write_snapshot(run, fields, state=S.CANCEL_REQUESTED)
 
 
-def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
-    """The trigger may have reached Scenario. Adopt it if it shows; else leave it to the sweep.
+def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError, lease) -> None:
+    """The trigger may have reached Scenario: note when, and read the model back now.
 
-    The lease stays taken, so nobody triggers again before it runs out and whoever takes it
-    over reconciles first.
+    Until a read-back tells, the run keeps its lease and nobody triggers again; the sweep
+    brings the next read-back on the READ_BACK_SECONDS schedule.
     """
     log.warning("Launch of run %s has an unknown outcome: %s", run.pk, error)
-    _read_back(run, client)
+    now = timezone.now()
+    TrainingRun.objects.filter(
+        pk=run.pk,
+        state__in=[S.SUBMITTING, S.CANCEL_REQUESTED],
+        submitted_at=lease,
+        job_id="",
+        remote_model_status="",  # a cancel already found and recorded the launch
+    ).update(outcome_unknown_at=now)
+    run.refresh_from_db()
+    if run.outcome_unknown_at is not None and not run.is_final:
+        _settle_unknown(run, client)
+
+
+def _settle_unknown(run: TrainingRun, client) -> None:
+    """Read the model back after a lost trigger answer and act on what it shows.
+
+    The launch shows: adopt it, with its job, and send a waiting cancel at once. It does not:
+    trigger again (Scenario refuses a second launch of a training model, so a launch that
+    shows up late cannot train twice), or, when a cancel is waiting, settle the run canceled
+    once the whole schedule has passed without the launch showing. The model cannot be read:
+    read it again at the next step of the schedule.
+    """
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.NotFound:
+        _fail(run, "The model no longer exists on Scenario.")
+        return
+    except scenario.ScenarioError as error:
+        log.info("Read-back of run %s failed (%s); trying again soon", run.pk, error)
+        _schedule_read_back(run)
+        return
+    if _launch_visible(model, run):
+        fields = _adoption_fields(run, client, model)
+        if run.state == S.CANCEL_REQUESTED:
+            if _record_launch_while_canceling(run, fields):
+                _send_cancel(run)
+            return
+        _confirm_launch(run, fields, "Launch confirmed on Scenario")
+    elif run.state == S.CANCEL_REQUESTED:
+        if timezone.now() - run.outcome_unknown_at >= timedelta(seconds=READ_BACK_SECONDS[-1]):
+            _cancel_unsent(run)
+        else:
+            _schedule_read_back(run)
+    elif _free_unknown_lease(run):
+        log.info("Run %s: the read-back shows no launch; triggering again", run.pk)
+        enqueue("submit_run", run.pk)
+
+
+def _schedule_read_back(run: TrainingRun) -> None:
+    """Look at the model again at the next step of READ_BACK_SECONDS after the lost answer;
+    with a cancel waiting, every first step, so that it goes out soon after the launch shows."""
+    now, since = timezone.now(), run.outcome_unknown_at
+    steps = [since + timedelta(seconds=step) for step in READ_BACK_SECONDS]
+    due = next((moment for moment in steps if moment > now), None)
+    due = due or now + timedelta(seconds=READ_BACK_SECONDS[-1])
+    if run.state == S.CANCEL_REQUESTED:
+        due = min(due, now + timedelta(seconds=READ_BACK_SECONDS[0]))
+    TrainingRun.objects.filter(
+        pk=run.pk, state=run.state, outcome_unknown_at=since, job_id="", remote_model_status=""
+    ).update(next_poll_at=due)
+
+
+def _free_unknown_lease(run: TrainingRun) -> bool:
+    """Let the next submit take the lease at once: the read-back showed nothing launched."""
+    return bool(
+        TrainingRun.objects.filter(
+            pk=run.pk,
+            state=S.SUBMITTING,
+            submitted_at=run.submitted_at,
+            outcome_unknown_at=run.outcome_unknown_at,
+        ).update(
+            submitted_at=None,
+            outcome_unknown_at=None,
+            next_poll_at=timezone.now() + timedelta(seconds=setting("SUBMIT_GRACE_SECONDS")),
+        )
+    )
+
+
+def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
+    """A trigger sent again after a lost answer was refused ("already training"): the first
+    one launched after all. Adopt it; only a training that is not this run's ends it."""
+    log.warning("Scenario refused the second trigger of run %s (%s); adopting", run.pk, error)
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.ScenarioError as read_error:
+        _outcome_unknown(run, client, read_error, run.submitted_at)
+        return
+    if _launch_visible(model, run):
+        fields = _adoption_fields(run, client, model)
+        _confirm_launch(run, fields, "Scenario refused a second trigger: adopted the first launch")
+    else:
+        _not_started(run, error)
+
+
+def _adoption_fields(run: TrainingRun, client, model: scenario.Model) -> dict:
+    """The snapshot of a launch adopted by reading it back, with its job when it can be found.
+
+    The model names no job: GET /jobs does. A failed look-up is tried again by the polls.
+    """
+    job = None
+    try:
+        job = client.find_training_job(run.model.remote_id, since=_launch_horizon(run))
+    except scenario.ScenarioError as error:
+        log.info("Could not look up the job of run %s: %s", run.pk, error)
+    fields = _snapshot_fields(run, model, job)
+    if job is not None:
+        fields["job_id"] = job.id
+    fields["outcome_unknown_at"] = None
+    return fields
+
+
+def _launch_horizon(run: TrainingRun) -> datetime:
+    """The earliest moment a training of this run can have been created on Scenario."""
+    return run.created_at - LAUNCH_CLOCK_SKEW
 
 
 def _answer_not_understood(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
@@ -509,7 +633,7 @@ def _read_back(run: TrainingRun, client) -> bool | None:
         return None
     if not _launch_visible(model, run):
         return False
-    _confirm_launch(run, _snapshot_fields(run, model, None), "Launch confirmed on Scenario")
+    _confirm_launch(run, _adoption_fields(run, client, model), "Launch confirmed on Scenario")
     return True
 
 
@@ -596,9 +720,12 @@ def _renew_lease(run: TrainingRun, lease: datetime) -> datetime | None:
     """Check, just before sending, that the run is still ours to submit and not canceled."""
     now = timezone.now()
     renewed = TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
-        submitted_at=now, next_poll_at=now + _lease()
+        submitted_at=now, next_poll_at=now + _lease(), triggers_sent=F("triggers_sent") + 1
     )
-    return now if renewed else None
+    if not renewed:
+        return None
+    run.submitted_at, run.triggers_sent = now, run.triggers_sent + 1
+    return now
 
 
 def _release_lease(run: TrainingRun, lease: datetime) -> None:
@@ -638,8 +765,13 @@ def poll_run(run_id: int) -> None:
 
 
 def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
-    job = None
+    job, found = None, {}
     job_id = run.job_id or model.job_id
+    if not job_id:
+        found = _look_up_job(run, client, model)
+        if found is None:
+            return False
+        job_id = found.get("job_id", "")
     if job_id and _needs_job(run, model):
         try:
             job = client.get_job(job_id)
@@ -650,7 +782,30 @@ def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
                 _poll_failed(run, error)  # the billing matters: try again soon
                 return False
             log.info("Could not read job %s of run %s: %s", job_id, run.pk, error)
-    return apply_snapshot(run, model, job)
+    return apply_snapshot(run, model, job, found)
+
+
+def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None:
+    """Look for the job of a launch adopted without one: the fields to store, or None when
+    the look-up failed on a run that has ended (its bill matters: the poll tries again soon).
+
+    A run that has ended without its job being found is marked cost_unknown.
+    """
+    ended = model.status in REMOTE_FINAL_STATUSES
+    try:
+        job = client.find_training_job(run.model.remote_id, since=_launch_horizon(run))
+    except scenario.ScenarioError as error:
+        if ended:
+            _poll_failed(run, error)
+            return None
+        log.info("Could not look up the job of run %s: %s", run.pk, error)
+        return {}
+    if job is not None:
+        return {"job_id": job.id}
+    if ended:
+        log.warning("Run %s ended and Scenario lists no job for it: cost unknown", run.pk)
+        return {"cost_unknown": True}
+    return {}
 
 
 def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
@@ -663,16 +818,24 @@ def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
     return (progress.stage or "", progress.progress) != (run.stage, run.progress)
 
 
-def apply_snapshot(run: TrainingRun, model: scenario.Model, job: scenario.Job | None) -> bool:
-    """Store the remote snapshot, new epoch samples and the state it implies. Wrote anything?"""
+def apply_snapshot(
+    run: TrainingRun, model: scenario.Model, job: scenario.Job | None, extra: dict | None = None
+) -> bool:
+    """Store the remote snapshot, new epoch samples and the state it implies. Wrote anything?
+
+    `extra` are more fields to store with it (a job found by looking it up).
+    """
     fields = {
         name: value
-        for name, value in _snapshot_fields(run, model, job).items()
+        for name, value in {**_snapshot_fields(run, model, job), **(extra or {})}.items()
         if getattr(run, name) != value
     }
     if run.poll_failures:
         fields["poll_failures"] = 0
     target = local_state_for(model.status, _stage(model))
+    # Samples first: a worker killed between the two must not leave a finished run, never
+    # polled again, without its last epoch's samples.
+    stored = _store_samples(run, model)
     wrote = False
     if target and target != run.state and target in TRANSITIONS[run.state]:
         fields.update(_final_fields(target, model, job))
@@ -689,7 +852,7 @@ def apply_snapshot(run: TrainingRun, model: scenario.Model, job: scenario.Job | 
     elif fields:
         fields["next_poll_at"] = _next_poll(run, run.state, fields)
         wrote = _write_snapshot(run, fields)
-    return _store_samples(run, model) or wrote
+    return stored or wrote
 
 
 def _next_poll(run: TrainingRun, state: str, fields: dict) -> datetime:
@@ -880,12 +1043,18 @@ def _send_cancel(run: TrainingRun) -> None:
 def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     """A cancel came before Scenario confirmed the launch: cancel there only if it launched.
 
-    While a submit holds a live lease, it is the one to decide; this waits for the lease.
+    While a trigger's answer is lost, the read-back schedule decides. While a submit holds a
+    live lease (its trigger may be on its way), the model is read now and every few seconds:
+    a launch that shows is canceled at once, and the submit settles the rest.
     """
+    client = scenario_client()
+    if run.outcome_unknown_at is not None:
+        _settle_unknown(run, client)
+        return
     lease = _take_lease(run)
     if lease is None:
+        _cancel_if_launched(run, client)
         return
-    client = scenario_client()
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.NotFound:
@@ -894,10 +1063,26 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
         _release_lease(run, lease)
         raise TryAgain.from_error(error) from error
     if model is not None and _launch_visible(model, run):
-        if _record_launch_while_canceling(run, _snapshot_fields(run, model, None)):
+        if _record_launch_while_canceling(run, _adoption_fields(run, client, model)):
             _send_cancel(run)
         return
     _cancel_unsent(run)
+
+
+def _cancel_if_launched(run: TrainingRun, client) -> None:
+    """Send the cancel now if the launch of a trigger still on its way already shows."""
+    try:
+        model = client.get_model(run.model.remote_id)
+    except scenario.ScenarioError:
+        model = None
+    if model is not None and _launch_visible(model, run):
+        if _record_launch_while_canceling(run, _adoption_fields(run, client, model)):
+            _send_cancel(run)
+        return
+    soon = timezone.now() + timedelta(seconds=READ_BACK_SECONDS[0])
+    TrainingRun.objects.filter(
+        pk=run.pk, state=S.CANCEL_REQUESTED, job_id="", remote_model_status=""
+    ).update(next_poll_at=soon)
 
 
 # --- The sweep ------------------------------------------------------------------------------

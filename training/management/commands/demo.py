@@ -95,7 +95,7 @@ class Command(BaseCommand):
             sync_model_list(self.stderr)
             output.wait_for_ready(processes)
             self.print_welcome(base)
-            watch(processes, output)
+            watch(processes, port, output, self.stdout)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
@@ -162,29 +162,34 @@ def sync_model_list(stderr) -> None:
         stderr.write(f"Could not sync the model list yet: {error}")
 
 
-def start_processes(port: int) -> dict[str, subprocess.Popen]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def process_commands(port: int) -> dict[str, list[str]]:
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "dashboard"]
-    commands = {
+    return {
         "web": [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"],
-        "worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+        # Cancels and submits first (see CELERY_TASK_ROUTES).
+        "worker": [*celery, "worker", "-Q", "urgent,celery", "--loglevel=INFO", "--concurrency=2"],
         "beat": [*celery, "beat", "--loglevel=INFO"],
     }
-    return {
-        name: subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # A session of their own keeps the terminal's Ctrl-C away from them: this
-            # process stops them in order instead (Celery's warm shutdown).
-            start_new_session=True,
-            preexec_fn=die_with_parent(os.getpid()),
-        )
-        for name, command in commands.items()
-    }
+
+
+def start_process(command: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # A session of their own keeps the terminal's Ctrl-C away from them: this
+        # process stops them in order instead (Celery's warm shutdown).
+        start_new_session=True,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
+
+
+def start_processes(port: int) -> dict[str, subprocess.Popen]:
+    return {name: start_process(command) for name, command in process_commands(port).items()}
 
 
 def die_with_parent(parent_pid: int):
@@ -225,7 +230,10 @@ class ChildOutput:
         for name, process in processes.items():
             # Incremental: a character split across two reads is still decoded whole.
             self.decoders[name] = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            self.selector.register(process.stdout.fileno(), selectors.EVENT_READ, name)
+            fd = process.stdout.fileno()
+            if fd in self.selector.get_map():  # a restarted child got its predecessor's fd
+                self.selector.unregister(fd)
+            self.selector.register(fd, selectors.EVENT_READ, name)
 
     def pump(self, timeout: float) -> bool:
         """Copy what the children wrote within timeout seconds; True if they wrote anything."""
@@ -285,10 +293,52 @@ def check_alive(processes: dict[str, subprocess.Popen]) -> None:
             raise CommandError(f"The {name} process stopped (exit code {process.returncode})")
 
 
-def watch(processes: dict[str, subprocess.Popen], output: ChildOutput) -> None:
+def watch(processes: dict[str, subprocess.Popen], port: int, output: ChildOutput, out) -> None:
+    restarter = Restarter(processes, process_commands(port), output, out)
     while True:
-        check_alive(processes)
-        output.pump(1)
+        restarter.restart_exited()
+        check_alive({"web": processes["web"]})
+        output.pump(0.5)
+
+
+class Restarter:
+    """Start a worker or beat that exited again, after a backoff that grows while it keeps
+    exiting (a worker dies with its broker connection: celery/kombu#582), and say so.
+
+    The web server is not restarted: if it stops, the demo stops.
+    """
+
+    NAMES = ("worker", "beat")
+    BACKOFF_SECONDS = (1, 2, 5, 10)
+    STEADY_SECONDS = 60  # up this long: the next exit starts the backoff over
+
+    def __init__(self, processes, commands, output: ChildOutput, out):
+        self.processes, self.commands, self.output, self.out = processes, commands, output, out
+        self.exits: dict[str, int] = {}
+        self.due: dict[str, float] = {}
+        self.started = dict.fromkeys(self.NAMES, time.monotonic())
+
+    def restart_exited(self) -> None:
+        now = time.monotonic()
+        for name in self.NAMES:
+            process = self.processes[name]
+            if process.poll() is None:
+                continue
+            if name not in self.due:
+                if now - self.started[name] >= self.STEADY_SECONDS:
+                    self.exits[name] = 0
+                exits = self.exits.get(name, 0)
+                delay = self.BACKOFF_SECONDS[min(exits, len(self.BACKOFF_SECONDS) - 1)]
+                self.out.write(
+                    f"The {name} exited (code {process.returncode}); starting it again in {delay} s"
+                )
+                self.exits[name], self.due[name] = exits + 1, now + delay
+            elif now >= self.due[name]:
+                del self.due[name]
+                self.processes[name] = start_process(self.commands[name])
+                self.output.follow({name: self.processes[name]})
+                self.started[name] = now
+                self.out.write(f"The {name} is running again")
 
 
 def stop(processes: dict[str, subprocess.Popen], output: ChildOutput, grace: float = 10) -> None:
