@@ -34,7 +34,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from training import access, budgets, params, services
 from training.forms import LaunchForm
 from training.models import ScenarioModel, TrainingRun
-from training.scenario import ScenarioError
+from training.scenario import DryRunLaunched, ScenarioError
 
 TEMPLATE = "training/launch.html"
 QUOTE_CACHE_SECONDS = 600
@@ -133,6 +133,8 @@ def _estimate(model: ScenarioModel, form: LaunchForm) -> QuoteState:
     parameters = form.parameters
     try:
         cost, discount = fetch_quote(model, parameters)
+    except DryRunLaunched:
+        raise
     except ScenarioError as exc:
         return QuoteState(error=describe_error(exc))
     digest = quote_digest(model, parameters)
@@ -302,7 +304,10 @@ def _launch_post(request):
     _apply_action(form, action)
     quote = _quote_for(form, request.POST.get("quote_token", ""))
     if action == "estimate" and form.is_valid():
-        quote = _estimate(model, form)
+        try:
+            quote = _estimate(model, form)
+        except DryRunLaunched as launched:
+            return _unasked_launch(request, form, launched)
     elif action == "launch":
         response = _launch(request, form, quote, key)
         if response is not None:
@@ -359,6 +364,19 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
     except services.LaunchRefused as exc:
         quote.error = str(getattr(exc, "message", "") or exc)[:_MAX_ERROR_CHARS]
         return None
+    return _go_to_run(request, run)
+
+
+def _unasked_launch(request, form: LaunchForm, launched: DryRunLaunched):
+    """The estimate started a training on Scenario: record it as a run and say so loudly."""
+    run = services.record_unasked_launch(
+        user=request.user, model=form.model, parameters=form.parameters, launch=launched.launch
+    )
+    messages.error(
+        request,
+        "Scenario STARTED A TRAINING when only a cost estimate was asked for. It is recorded "
+        "as this run and will be billed; cancel it here if it is not wanted.",
+    )
     return _go_to_run(request, run)
 
 
