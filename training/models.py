@@ -134,7 +134,7 @@ class TrainingRun(models.Model):
     # model.parameters: what Scenario says the training uses; None until it says.
     remote_parameters = models.JSONField(null=True, blank=True)
     # The epochs Scenario listed, by name, whether or not they have sample images.
-    epochs = models.JSONField(default=list, blank=True)
+    epoch_names = models.JSONField(default=list, blank=True)
     # The epoch Scenario accepted as the model's through "Use this epoch", and who chose it.
     # Empty until someone chooses: Scenario then uses the last epoch.
     selected_epoch = models.CharField(max_length=100, blank=True)

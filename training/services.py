@@ -796,7 +796,7 @@ def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job 
     if isinstance(model.raw.get("parameters"), dict):
         fields["remote_parameters"] = model.parameters
     if model.epochs:
-        fields["epochs"] = [epoch.epoch for epoch in model.epochs]
+        fields["epoch_names"] = [epoch.epoch for epoch in model.epochs]
     if model.job_id and not run.job_id:
         fields["job_id"] = model.job_id
     stats = model.training_stats
