@@ -12,6 +12,13 @@ first. A submit task's hard time limit equals the lease, so a lease outlives its
 Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
 the training, and adopts it instead of triggering again. That is what keeps it to at most
 one launch per run, whatever the broker, the network or the workers do.
+
+When Scenario does not move. A launch refused for an account limit (the plan's parallel
+trainings, a cooldown) waits in submitting with its reason, and the sweep sends it again later;
+it never fails for that. A run whose remote state has not moved for STALL_AFTER_SECONDS is
+stalled: polled rarely, shown as such, and a lead may settle it. Transient failures that never
+end have a give-up point (POLL_GIVE_UP_FAILURES, LAUNCH_GIVE_UP_SECONDS) and a failed state that
+says why.
 """
 
 from __future__ import annotations
@@ -1084,7 +1091,11 @@ def _all_training_images(client, model: scenario.Model) -> list[dict]:
     if len(images) < model.training_images_number:
         stored = ScenarioModel.objects.filter(remote_id=model.id).values("training_images").first()
         held = (stored or {}).get("training_images") or []
-        if len(held) == model.training_images_number:
+        listed = [image.id for image in images]
+        if (
+            len(held) == model.training_images_number
+            and [image.get("id") for image in held[: len(listed)]] == listed
+        ):
             return held
         try:
             images = client.get_model(model.id).training_images
