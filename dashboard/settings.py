@@ -288,6 +288,8 @@ SCENARIO_MAX_RETRY_AFTER = env_float("SCENARIO_MAX_RETRY_AFTER", 30.0, minimum=0
 # Simulated seconds that pass per real second: at 20 a typical training takes about a minute.
 SIMULATOR_TIME_SCALE = env_float("SIMULATOR_TIME_SCALE", 20.0, minimum=0.001)
 SIMULATOR_GPU_SLOTS = env_int("SIMULATOR_GPU_SLOTS", 2, minimum=1)
+# The plan's cap on trainings at once (queued or running); 0: no cap. Past it, a launch gets 429.
+SIMULATOR_PARALLEL_TRAININGS = env_int("SIMULATOR_PARALLEL_TRAININGS", 0, minimum=0)
 # Where browsers reach the simulator, when that differs from the address the workers use
 # (docker compose: the worker calls http://simulator:8000, a browser http://localhost:8001).
 SIMULATOR_PUBLIC_URL = env_str("SIMULATOR_PUBLIC_URL").rstrip("/")
@@ -306,6 +308,15 @@ POLL_QUEUED_SECONDS = env_float("POLL_QUEUED_SECONDS", 5.0, minimum=0.05)
 POLL_QUEUE_STEP_SECONDS = env_float("POLL_QUEUE_STEP_SECONDS", 2.0, minimum=0)
 POLL_CANCEL_SECONDS = env_float("POLL_CANCEL_SECONDS", 3.0, minimum=0.05)
 POLL_MAX_SECONDS = env_float("POLL_MAX_SECONDS", 120.0, minimum=1)
+# A run whose state on Scenario has not moved for this long is shown as stalled; a lead may
+# settle it. Polls of a stalled run slow down to POLL_MAX_SECONDS.
+STALL_AFTER_SECONDS = env_float("STALL_AFTER_SECONDS", 3 * 3600.0, minimum=1)
+# Transient failures that never end: a run whose polls fail this many times in a row, or a
+# launch that meets only transient failures for this long, ends failed, saying why.
+POLL_GIVE_UP_FAILURES = env_int("POLL_GIVE_UP_FAILURES", 30, minimum=1)
+LAUNCH_GIVE_UP_SECONDS = env_float("LAUNCH_GIVE_UP_SECONDS", 3600.0, minimum=1)
+# A launch refused for a plan limit without a cooldown is tried again after this long.
+LAUNCH_LIMIT_PROBE_SECONDS = env_float("LAUNCH_LIMIT_PROBE_SECONDS", 60.0, minimum=0.1)
 MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, minimum=10)
 # The picker's Refresh button reads Scenario's model list at most this often per team.
 MODEL_REFRESH_INTERVAL_SECONDS = env_float("MODEL_REFRESH_INTERVAL_SECONDS", 30.0, minimum=0)

@@ -14,7 +14,8 @@ second, fixed when it was requested), so every timestamp below is real time.
 
 Stages as Scenario reports them (model `trainingProgress.stage` / job `status`):
 
-    pending          / pending        until ready
+    pending          / pending        until ready (pending-captcha, then ready-for-captcha,
+                                      for a professional voice clone)
     queued-for-train / queued         waiting for a slot; position = waiting jobs ahead
     starting-train   / warming-up     slot taken, trainer starting
     running-train    / in-progress    progress 0→1, one epoch every 1/epochs of the run
@@ -44,6 +45,12 @@ MIN_TRAIN_SECONDS = 60.0
 FAIL_AT_PROGRESS = 0.6
 
 FAILURE_MESSAGE = "Training diverged at step {step}: loss became NaN"
+# job.metadata.hint: "Actionable hint for the user explaining what went wrong and how to
+# resolve it."
+FAILURE_HINT = "Lower the learning rate or train fewer steps, then launch again."
+# Professional voice cloning "requires captcha": while pending, such a job first waits for its
+# captcha (pending-captcha), then for the person to solve it (ready-for-captcha). The
+# simulator cannot be solved for: it takes the captcha as solved when the pending ends.
 
 
 def train_seconds(steps: int) -> float:
@@ -136,6 +143,11 @@ class JobState:
     error: str
     started_at: datetime | None
     ended_at: datetime | None
+    hint: str = ""
+
+
+def _needs_captcha(job: SimJob) -> bool:
+    return job.parameters.get("cloneType") == "professional"
 
 
 @dataclass
@@ -215,9 +227,10 @@ class Schedule:
             pricing.Price(t.job.cost, t.job.discount), outcome=outcome, progress=progress
         )
         model_status = {"success": "trained", "failure": "failed", "canceled": "training-canceled"}
-        error = ""
+        error = hint = ""
         if outcome == "failure":
             error = FAILURE_MESSAGE.format(step=int(progress * t.job.steps))
+            hint = FAILURE_HINT
         return JobState(
             job_status=outcome,
             model_status=model_status[outcome],
@@ -232,6 +245,7 @@ class Schedule:
             error=error,
             started_at=t.start,
             ended_at=moment if t.start is not None else None,
+            hint=hint,
         )
 
     def _running(self, t: Timeline, history) -> JobState:
@@ -245,6 +259,10 @@ class Schedule:
             "finalizing": "running-train",
         }[status]
         position, updated_at = None, history[-1][1]
+        if status == "pending" and _needs_captcha(t.job):
+            solving = t.requested + (t.ready - t.requested) / 2
+            stage = "pending-captcha" if now < solving else "ready-for-captcha"
+            updated_at = t.requested if now < solving else solving
         if status == "queued":
             position, updated_at = self._waiting_ahead(t)
         elif status == "in-progress":

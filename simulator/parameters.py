@@ -145,6 +145,22 @@ def training_steps(model_type: str, values: Mapping, images: int) -> int:
     return (spec.VOICE_STEPS if trainer == spec.ELEVENLABS_VOICE else spec.MUSUBI_STEPS)(images)
 
 
+def as_trained(model_type: str, values: Mapping, images: int) -> dict[str, object]:
+    """The parameters a training uses: the ones given, and the reference's defaults for the
+    rest (a per-image default worked out for `images`). This is what `model.parameters`
+    reports: "The parameters of the model"."""
+    trainer = _trainer_key(model_type)
+    used: dict[str, object] = {}
+    for name, parameter in spec.accepted(trainer).items():
+        default = parameter.rules[trainer].default
+        if isinstance(default, spec.PerImage):
+            default = default(images)
+        if default is not None and default != "":
+            used[name] = default
+    used.update(values)
+    return used
+
+
 def epochs(model_type: str, values: Mapping) -> int:
     """The epochs a training lists: 0 for trainers that take no nbEpochs."""
     trainer = _trainer_key(model_type)

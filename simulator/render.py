@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
+from simulator import parameters
 from simulator.clock import epoch_ms, iso
 from simulator.lifecycle import JobState, Schedule, Timeline
 from simulator.models import SimJob, SimModel, SimTrainingImage
@@ -22,6 +23,10 @@ CAPABILITIES = (
     ("", ["txt2img", "img2img"]),
 )
 LISTED_TRAINING_IMAGES = 3  # GET /models lists the first three, GET /models/{id} all of them
+
+
+def _trained_with(model_type: str, job: SimJob) -> dict:
+    return parameters.as_trained(model_type, job.parameters, job.image_count)
 
 
 def epoch_name(index: int) -> str:
@@ -75,7 +80,7 @@ class Renderer:
             "type": model.type,
             "updatedAt": iso(max([model.updated_at] + ([state.updated_at] if state else []))),
             "name": model.name,
-            "parameters": dict(timeline.job.parameters) if timeline else {},
+            "parameters": _trained_with(model.type, timeline.job) if timeline else {},
             "trainingImages": [
                 self.training_image(image)
                 for image in (images if all_images else images[:LISTED_TRAINING_IMAGES])
@@ -174,6 +179,8 @@ class Renderer:
         }
         if state.error:
             metadata["error"] = state.error
+        if state.hint:
+            metadata["hint"] = state.hint
         body = {
             "createdAt": iso(job.requested_at),
             "jobId": job.id,

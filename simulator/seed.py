@@ -19,7 +19,8 @@ def create_model(
     """Create a model with `images` training images; return it (its id is `.id`).
 
     `owner` (a string, or anything with a pk) or `team` (anything with a name) fill the
-    model's ownerId. A name containing "fail" makes every training of it fail part-way.
+    model's ownerId. A name containing "fail" makes every training of it fail part-way; one
+    containing "ignores-dry-run" starts a training even when only a dry run is asked for.
     """
     now = clock.now()
     model = SimModel.objects.create(

@@ -60,22 +60,17 @@ _TEXT = (
     "The dashboard's own limit, DASHBOARD_MAX_TEXT: generous for a person typing, small "
     "enough that a hostile request cannot make the server or Scenario do much work."
 )
-_OFFERED_BY_OWN_RULE = (
-    'The dashboard\'s own rule is that a parameter with no "Only available for" note is '
-    "offered to every image trainer, yet it leaves this one out for this trainer."
-)
-
 ACCEPTED: tuple[Accepted, ...] = (
     # --- counts are whole numbers -----------------------------------------------------------
     Accepted(FLUX, ("batchSize", "maxTrainSteps", "nbEpochs", "nbRepeats", "rank"), "type",
              "integer", "number", "`nbEpochs: optional number` (and the same for the others)",
              _WHOLE, "narrower"),
-    Accepted(MUSUBI, ("rank",), "type", "integer", "number", "`rank: optional number`",
-             _WHOLE, "narrower"),
+    Accepted(MUSUBI, ("maxTrainSteps", "rank"), "type", "integer", "number",
+             "`rank: optional number` (and the same for maxTrainSteps)", _WHOLE, "narrower"),
     Accepted(SD15, ("maxTrainSteps", "seed", "validationFrequency"), "type", "integer",
              "number", "`seed: optional number` (and the same for the others)", _WHOLE,
              "narrower"),
-    Accepted(SDXL, ("numTextTrainSteps", "numUNetTrainSteps", "rank", "seed",
+    Accepted(SDXL, ("maxTrainSteps", "numTextTrainSteps", "numUNetTrainSteps", "rank", "seed",
                     "validationFrequency"), "type", "integer", "number",
              "`numTextTrainSteps: optional number` (and the same for the others)", _WHOLE,
              "narrower"),
@@ -117,37 +112,15 @@ ACCEPTED: tuple[Accepted, ...] = (
              "blocks (the subset's enum: [likeness])",
              "The reference contradicts itself: its type allows only \"likeness\", its text "
              "lists three values. The dashboard follows the text and may send \"all\" or "
-             "\"none\", which a validator built from the typed schema refuses.", "open"),
-    Accepted(SDXL, ("maxTrainSteps",), "offered", False, True,
+             "\"none\", which a validator built from the typed schema refuses "
+             "(params.GUESSES \"optimize-for-values\").", "open"),
+    Accepted(SDXL, ("maxTrainSteps",), "default", None, "images × 175",
              "For SDXL LoRA training, please use `numTextTrainSteps` and `numUNetTrainSteps` "
-             "instead … - For SDXL: number of training images * 175 … - For SD1.5 and SDXL: "
-             "[0, 40000]",
-             "The reference advises the two step fields but still documents an SDXL default "
-             "and maximum for maxTrainSteps, so Scenario takes it. The dashboard refuses it "
-             "and offers the two step fields instead.", "open"),
-    Accepted(SDXL, ("learningRateTextEncoder",), "exclusiveMinimum", False, True,
-             "Minimum [SDXL: 0 | Flux LoRA: 0.000001] (the subset: minimum 0.0, "
-             "exclusiveMinimum: true)",
-             "The reference gives 0 as SDXL's minimum without saying whether 0 itself is "
-             "allowed; the subset says it is not. The dashboard lets 0 through.", "open"),
-    # --- the dashboard reads the reference wrongly (issue 12 §2) ----------------------------
-    Accepted(SDXL, ("learningRateTextEncoder",), "maximum", None, 0.001,
-             "Maximum [Flux LoRA: 0.001] (the subset: maximum: 0.001, for every trainer)",
-             "The reference gives a maximum for Flux LoRA only; the subset, which fills its "
-             "silences, caps the parameter at 0.001. The dashboard takes any SDXL value.",
-             "bug"),
-    Accepted(MUSUBI, ("learningRateTextEncoder", "maxTrainSteps"), "offered", False, True,
-             "No \"Only available for\" note: `learningRateTextEncoder: optional number` "
-             "Initial learning rate … for the text encoder; `maxTrainSteps: optional number` "
-             "Maximum number of training steps to execute",
-             _OFFERED_BY_OWN_RULE + " Its comment says step parameters are documented for SD "
-             "and Flux LoRA only: their defaults are, the parameter itself is not restricted.",
-             "bug"),
-    Accepted(SD15, ("learningRateTextEncoder",), "offered", False, True,
-             "No \"Only available for\" note: Maximum [Flux LoRA: 0.001] Default [SDXL: "
-             "0.00005 | Flux LoRA: 0.00001]",
-             _OFFERED_BY_OWN_RULE + " The reference gives bounds for SDXL and Flux LoRA only; "
-             "that does not take the parameter away from SD 1.5.", "bug"),
+             "instead … - For SDXL: number of training images * 175",
+             "The dashboard offers SDXL's maxTrainSteps but never fills it in by itself: the "
+             "reference advises the two step fields, so it is sent only when typed, and left "
+             "empty Scenario applies the same images × 175 (params.GUESSES \"sdxl-steps\").",
+             "open"),
 )  # fmt: skip
 
 
@@ -155,10 +128,7 @@ ACCEPTED: tuple[Accepted, ...] = (
 # tests/test_client_requests.py builds the dashboard's request for every edge value its table
 # accepts (each bound, each choice) and checks it against the trigger's request schema. These
 # are the requests the schema refuses, as model types × parameter × values; each one follows
-# from an entry above (optimizeFor's enum, SDXL learningRateTextEncoder's bounds).
+# from an entry above (optimizeFor's enum).
 SCHEMA_REFUSES: tuple[tuple[tuple[str, ...], str, tuple[object, ...]], ...] = (
     (FLUX, "optimizeFor", ("all", "none")),
-    # 0.0: the dashboard's inclusive minimum; 1e9: it sets no maximum (the test's stand-in for
-    # "any larger value").
-    (SDXL, "learningRateTextEncoder", (0.0, 1e9)),
 )

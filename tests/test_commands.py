@@ -108,6 +108,17 @@ def test_train_launches_and_prints_the_run_id(scenario, broker, alice):
     assert run.quote_cu_cost and run.quote_cu_cost > 0
 
 
+def test_train_records_a_training_its_quote_started_and_launches_no_second(scenario, broker, alice):
+    from simulator.models import SimJob
+
+    rogue = mirror(scenario.create_model("Rogue ignores-dry-run", images=2))
+    out = run_command("train", rogue.remote_id, "--as", "alice", "--param", "nbEpochs=2")
+    run = TrainingRun.objects.get()
+    assert out.strip() == str(run.pk)
+    assert run.state == S.QUEUED and run.job_id == SimJob.objects.get().id
+    assert not RequestLog.objects.filter(dry_run=False, path__endswith="/train").exists()
+
+
 def test_a_failing_command_exits_non_zero(scenario, alice):
     # A real process, against the test database, as an operator's script would run it.
     result = subprocess.run(

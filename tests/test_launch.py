@@ -133,8 +133,9 @@ def test_the_form_for_12_images_shows_the_computed_steps(client, alice):
     client.force_login(alice)
     assert page_form(client, make_model("flux.1-lora")).value("maxTrainSteps") == "1200"
     assert page_form(client, make_model("sd-1_5")).value("maxTrainSteps") == "900"
+    # SDXL's maxTrainSteps is offered but left empty: Scenario's images × 175 applies.
     sdxl = page_form(client, make_model("sd-xl-lora"))
-    assert "maxTrainSteps" not in sdxl.parameter_names()
+    assert "maxTrainSteps" in sdxl.parameter_names() and sdxl.value("maxTrainSteps") == ""
 
 
 @pytest.mark.django_db
@@ -338,7 +339,14 @@ def test_a_launch_makes_one_run_and_one_trigger(
     run = TrainingRun.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("run_detail", args=[run.pk])
-    assert run.parameters == {"maxTrainSteps": 1200, "nbEpochs": 6}
+    # What the form showed is sent, Scenario's documented defaults included.
+    assert run.parameters == {
+        "maxTrainSteps": 1200,
+        "nbEpochs": 6,
+        "learningRate": 0.0001,
+        "learningRateTextEncoder": 0.00001,
+        "rank": 16,
+    }
     assert run.quote_cu_cost == quote_cost(estimate(client, knight, {"nbEpochs": "6"}))
     assert run.created_by == alice and run.idempotency_key == uuid.UUID(
         form.hidden("idempotency_key")

@@ -43,10 +43,11 @@ DOCUMENTED_AVAILABILITY = {
     "gender": {"elevenlabs-voice"},
     "language": {"elevenlabs-voice"},
     "learningRate": IMAGE_TRAINERS,
-    "learningRateTextEncoder": {"sdxl-lora", "flux-lora"},
+    # No "Only available for" note: every image trainer.
+    "learningRateTextEncoder": IMAGE_TRAINERS,
     "learningRateUnet": {"sdxl-lora"},
     "lrScheduler": {"sd15-lora", "sdxl-lora"},
-    "maxTrainSteps": {"sd15-lora", "flux-lora"},
+    "maxTrainSteps": IMAGE_TRAINERS,
     "nbEpochs": {"flux-lora"},
     "nbRepeats": {"flux-lora"},
     "numTextTrainSteps": {"sdxl-lora"},
@@ -85,6 +86,8 @@ def valid_companions(model_type, f, value):
     raw = {f.name: value}
     if f.name == "sampleSourceImages" and isinstance(value, list):
         raw["samplePrompts"] = ["a sample"] * len(value)
+    if f.name in ("age", "gender"):
+        raw["cloneType"] = "professional"
     if f.name == "validationFrequency":
         raw["numTextTrainSteps" if model_type == "sd-xl-lora" else "maxTrainSteps"] = 40000
     return raw
@@ -246,15 +249,47 @@ def test_computed_step_defaults_follow_the_reference(images):
     assert params.training_steps("sd-xl-lora", {}, images) == images * 175
 
 
-def test_sdxl_offers_text_and_unet_steps_instead_of_max_train_steps():
+def test_sdxl_offers_its_two_step_fields_and_max_train_steps_sent_only_when_typed():
     names = params.family_for("sd-xl-lora").names
-    assert "maxTrainSteps" not in names
-    assert {"numTextTrainSteps", "numUNetTrainSteps"} <= set(names)
-    clean, errors = params.validate("sd-xl-lora", {"maxTrainSteps": 1000}, 12)
-    assert (
-        "numTextTrainSteps" in errors["maxTrainSteps"]
-        or "text encoder" in (errors["maxTrainSteps"])
+    assert {"numTextTrainSteps", "numUNetTrainSteps", "maxTrainSteps"} <= set(names)
+    assert params.validate("sd-xl-lora", {"maxTrainSteps": 40000}, 12) == (
+        {"maxTrainSteps": 40000},
+        {},
     )
+    assert "maxTrainSteps" in params.validate("sd-xl-lora", {"maxTrainSteps": 40001}, 12)[1]
+    assert params.request_parameters("sd-xl-lora", {}, 12) == {}
+    assert params.request_parameters("sd-xl-lora", {"maxTrainSteps": 900}, 12) == {
+        "maxTrainSteps": 900
+    }
+    assert params.training_steps("sd-xl-lora", {"maxTrainSteps": 900}, 12) == 900
+    both = {"maxTrainSteps": 900, "numTextTrainSteps": 100, "numUNetTrainSteps": 200}
+    assert params.training_steps("sd-xl-lora", both, 12) == 300
+
+
+def test_sdxl_text_encoder_rate_is_capped_at_the_subsets_maximum():
+    assert params.validate("sd-xl-lora", {"learningRateTextEncoder": 0.001}, 12)[1] == {}
+    errors = params.validate("sd-xl-lora", {"learningRateTextEncoder": 0.0011}, 12)[1]
+    assert errors == {"learningRateTextEncoder": "Must be at most 0.001."}
+    errors = params.validate("sd-xl-lora", {"learningRateTextEncoder": 0}, 12)[1]
+    assert errors == {"learningRateTextEncoder": "Must be greater than 0."}
+
+
+def test_age_and_gender_apply_to_professional_cloning_only():
+    voice = "elevenlabs-voice"
+    professional = {"cloneType": "professional", "age": "young", "gender": "female"}
+    assert params.validate(voice, professional)[1] == {}
+    errors = params.validate(voice, {"cloneType": "instant", "age": "young"})[1]
+    assert errors == {
+        "age": "Applies only when the clone type is professional: choose it, or leave this empty."
+    }
+    assert "gender" in params.validate(voice, {"gender": "female"})[1]
+
+
+def test_every_guess_of_the_table_quotes_the_reference_and_names_its_place():
+    keys = [guess.key for guess in params.GUESSES]
+    assert len(keys) == len(set(keys))
+    for guess in params.GUESSES:
+        assert guess.guess and guess.spec and guess.where, guess
 
 
 def test_remove_background_noise_warns_about_the_five_second_minimum():
@@ -525,10 +560,12 @@ def test_validate_never_raises_and_returns_json(case):
 # --- What is sent ----------------------------------------------------------------------------
 
 
-def test_values_at_scenarios_own_default_are_not_sent():
+def test_a_typed_value_is_sent_even_at_scenarios_own_default():
     clean = {"learningRate": 1e-4, "rank": 16, "conceptPrompt": "a daiton dog"}
     assert params.request_parameters("flux.1-lora", clean, 12) == {
         "maxTrainSteps": 1200,
+        "learningRate": 1e-4,
+        "rank": 16,
         "conceptPrompt": "a daiton dog",
     }
 
@@ -546,7 +583,10 @@ def test_changed_values_are_sent():
     sent = params.request_parameters("flux.1-lora", {**clean, "randomCrop": True}, 12)
     assert sent == {"maxTrainSteps": 1200, "learningRate": 2e-4, "rank": 32, "nbEpochs": 7}
     assert params.request_parameters("sd-xl-lora", {"randomCrop": True}, 12) == {"randomCrop": True}
-    assert params.request_parameters("sd-xl-lora", {"randomCrop": False}, 12) == {}
+    assert params.request_parameters("sd-xl-lora", {"randomCrop": False}, 12) == {
+        "randomCrop": False
+    }
+    assert params.request_parameters("sd-xl-lora", {}, 12) == {}
 
 
 def test_only_the_chosen_types_fields_are_sent():

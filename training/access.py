@@ -54,6 +54,18 @@ def can_cancel(user, run: TrainingRun) -> bool:
     return membership.role == Role.LEAD or run.created_by_id == user.pk
 
 
+def may_settle(user, run: TrainingRun) -> bool:
+    """Staff, or a lead of the run's team: ending a run by hand is a lead's call."""
+    if user.is_staff:
+        return True
+    membership = membership_of(user)
+    return (
+        membership is not None
+        and membership.team_id == run.team_id
+        and membership.role == Role.LEAD
+    )
+
+
 def trainable_models(user) -> QuerySet[ScenarioModel]:
     """Models the user's team may see in the picker and train.
 

@@ -42,7 +42,7 @@ from training.forms import LaunchForm
 from training.fragments import page_or_fragment
 from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
 from training.quotes import QuoteState
-from training.scenario import ScenarioError
+from training.scenario import DryRunLaunched, ScenarioError
 
 TEMPLATE = "training/launch.html"
 _MAX_ERROR_CHARS = 300
@@ -75,6 +75,8 @@ def describe_error(exc: ScenarioError) -> str:
 def _estimate(request, form: LaunchForm) -> QuoteState:
     try:
         return quotes.issue(request.user, form.model, form.parameters)
+    except DryRunLaunched:
+        raise
     except ScenarioError as exc:
         return QuoteState(error=describe_error(exc))
 
@@ -300,7 +302,10 @@ def _launch_post(request):
     quote = _quote_for(request, form)
     panel = None
     if action == "estimate" and form.is_valid():
-        quote = _estimate(request, form)
+        try:
+            quote = _estimate(request, form)
+        except DryRunLaunched as launched:
+            return _unasked_launch(request, form, launched)
     elif action == "confirm":
         panel = _panel_context(request, quote)
         if _may_confirm(form, quote, panel):
@@ -448,6 +453,19 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
 def _run_of_form(request, key: uuid.UUID) -> TrainingRun | None:
     """The run this form (its idempotency key) already launched, if any."""
     return TrainingRun.objects.filter(idempotency_key=key, created_by=request.user).first()
+
+
+def _unasked_launch(request, form: LaunchForm, launched: DryRunLaunched):
+    """The estimate started a training on Scenario: record it as a run and say so loudly."""
+    run = services.record_unasked_launch(
+        user=request.user, model=form.model, parameters=form.parameters, launch=launched.launch
+    )
+    messages.error(
+        request,
+        "Scenario STARTED A TRAINING when only a cost estimate was asked for. It is recorded "
+        "as this run and will be billed; cancel it here if it is not wanted.",
+    )
+    return _go_to_run(request, run)
 
 
 def _go_to_run(request, run: TrainingRun):

@@ -142,6 +142,17 @@ class TrainingRun(models.Model):
     # stands for it in budgets, never 0.
     cost_unknown = models.BooleanField(default=False)
     error_message = models.TextField(blank=True)
+    # Scenario's job.metadata.hint: what to do about the error, in its words.
+    error_hint = models.TextField(blank=True)
+    # Why a launch waits instead of being sent (a plan limit or a cooldown on Scenario).
+    waiting_reason = models.TextField(blank=True)
+    # When Scenario's state of the run last moved: trainingProgress.updatedAt where given, else
+    # when a poll first saw the status, stage, position or progress it now has.
+    remote_updated_at = models.DateTimeField(null=True, blank=True)
+    # model.parameters: what Scenario says the training uses; None until it says.
+    remote_parameters = models.JSONField(null=True, blank=True)
+    # The epochs Scenario listed, by name, whether or not they have sample images.
+    epoch_names = models.JSONField(default=list, blank=True)
     # The epoch Scenario accepted as the model's through "Use this epoch", and who chose it.
     # Empty until someone chooses: Scenario then uses the last epoch.
     selected_epoch = models.CharField(max_length=100, blank=True)

@@ -13,8 +13,9 @@ sample prompts) are the dashboard's own, kept generous, and named DASHBOARD_* be
 
 Values sent to Scenario (request_parameters), one rule:
   * a field the user left empty is not sent, so Scenario applies its own default;
-  * a value equal to a fixed default Scenario documents (learning rate 0.0001 for Flux LoRA,
-    rank 16, lrScheduler "constant", …) is not sent either, for the same reason;
+  * a value the form holds is sent, even when it equals a default Scenario documents (rank
+    16, lrScheduler "constant", …): the run trains with what the person saw and typed, and a
+    documented default that has changed on Scenario's side cannot silently replace it;
   * a default computed from the image count (maxTrainSteps = images × 100 for Flux LoRA, …) is
     always sent explicitly, filled in when left empty: the image count on Scenario may change
     between the quote and the training, and the run must train the number of steps it was
@@ -23,10 +24,8 @@ Values sent to Scenario (request_parameters), one rule:
     the form and never sent.
 request_parameters is idempotent: feeding its output back in gives the same output.
 
-Decisions the reference leaves open, each in one visible place below:
-  * which trainer the flux.2-*, qwen-image-* and zimage-* LoRA types use (FAMILY_OF_TYPE);
-  * the epoch count used when nbEpochs is left empty, and the step count of trainers whose
-    default the reference does not give (the `default_epochs` and `steps_per_image` of a family).
+Decisions the reference leaves open are listed once, with the reference's words beside each,
+in GUESSES at the end of the table; the code that acts on a guess names it there.
 """
 
 from __future__ import annotations
@@ -172,7 +171,8 @@ class NotAboveSteps:
     name: str
 
     def depends_on(self, family: Family) -> tuple[str, ...]:
-        return (self.name, *family.step_fields)
+        general = ("maxTrainSteps",) if "maxTrainSteps" in family.names else ()
+        return (self.name, *family.step_fields, *general)
 
     def check(self, family: Family, clean: Mapping, image_count: int | None) -> str | None:
         if self.name not in clean:
@@ -181,6 +181,24 @@ class NotAboveSteps:
         if steps is None or clean[self.name] <= steps:
             return None
         return f"Cannot be greater than the number of training steps ({steps})."
+
+
+@dataclass(frozen=True)
+class OnlyWhen:
+    """`name` is given only when `other` is `value` (GUESSES: "professional-voice")."""
+
+    name: str
+    other: str
+    value: str
+
+    def depends_on(self, family: Family) -> tuple[str, ...]:
+        return (self.name, self.other)
+
+    def check(self, family: Family, clean: Mapping, image_count: int | None) -> str | None:
+        if self.name not in clean or clean.get(self.other) == self.value:
+            return None
+        other = family.field(self.other).label.lower()
+        return f"Applies only when the {other} is {self.value}: choose it, or leave this empty."
 
 
 @dataclass(frozen=True)
@@ -196,7 +214,7 @@ class Family:
     label: str
     fields: tuple[Field, ...]
     presets: tuple[Preset, ...] = ()
-    rules: tuple[SameLength | NotAboveSteps, ...] = ()
+    rules: tuple[SameLength | NotAboveSteps | OnlyWhen, ...] = ()
     step_fields: tuple[str, ...] = ()
     steps_per_image: PerImage = PerImage(100)
     default_epochs: int = 1
@@ -229,6 +247,9 @@ class Family:
         given = [values[name] for name in self.step_fields if isinstance(values.get(name), int)]
         if given:
             return sum(given)
+        # The reference's general step parameter, where the trainer's own are left empty.
+        if "maxTrainSteps" in self.names and isinstance(values.get("maxTrainSteps"), int):
+            return values["maxTrainSteps"]
         if image_count is None:
             return None
         return self.steps_per_image(image_count)
@@ -384,12 +405,19 @@ _FLUX_FIELDS = (
     _spec("wandbKey"),
 )
 
+# Where the reference gives bounds for some trainers only, the Swagger subset's bounds (which
+# hold for every trainer) apply to the others: learningRateTextEncoder in (0, 0.001],
+# maxTrainSteps in [0, 40000].
+_TEXT_ENCODER_RATE = {"minimum": 0, "exclusive_minimum": True, "maximum": 1e-3}
+
 # The reference documents only `rank` for Musubi. The parameters it restricts to no trainer
-# (conceptPrompt, learningRate, wandbKey) are offered too, with no default, since it gives none
-# for Musubi. Step and epoch parameters are documented for SD and Flux LoRA only.
+# (conceptPrompt, learningRate, learningRateTextEncoder, maxTrainSteps, wandbKey) are offered
+# too, with no default, since it gives none for Musubi (GUESSES: "musubi-steps").
 _MUSUBI_FIELDS = (
     _spec("conceptPrompt", placeholder="Scenario's default"),
+    _spec("maxTrainSteps", minimum=0, maximum=40000, placeholder="Scenario's default"),
     _spec("learningRate", placeholder="Scenario's default"),
+    _spec("learningRateTextEncoder", placeholder="Scenario's default", **_TEXT_ENCODER_RATE),
     _spec("rank", default=64, minimum=2, maximum=128),
     _spec("wandbKey"),
 )
@@ -413,17 +441,26 @@ _SD15_FIELDS = (
     _spec("conceptPrompt", placeholder="daiton, when no class prompt is given"),
     _spec("classPrompt"),
     _spec("maxTrainSteps", default=PerImage(225, 3), maximum=40000),
+    _spec("learningRateTextEncoder", placeholder="Scenario's default", **_TEXT_ENCODER_RATE),
     *_SD_COMMON,
 )
 
-# SDXL trains the text encoder and the UNet for separate step counts instead of maxTrainSteps.
-# Left empty, Scenario trains images × 175 steps in all (the reference's SDXL default).
+# SDXL trains the text encoder and the UNet for separate step counts, which the reference
+# advises over maxTrainSteps; it still documents maxTrainSteps for SDXL (default images × 175,
+# at most 40000), so it is offered too, and sent only when typed (GUESSES: "sdxl-steps").
 # The reference gives no SDXL bounds for rank; these are its older schema's.
 _SDXL_FIELDS = (
     _spec("conceptPrompt", default="daiton"),
     _spec("numTextTrainSteps"),
     _spec("numUNetTrainSteps"),
-    _spec("learningRateTextEncoder", default=5e-5, minimum=0),
+    _spec(
+        "maxTrainSteps",
+        maximum=40000,
+        advanced=True,
+        placeholder="images × 175 (Scenario's default)",
+        caution="Scenario advises the text encoder and UNet steps instead.",
+    ),
+    _spec("learningRateTextEncoder", default=5e-5, **_TEXT_ENCODER_RATE),
     _spec("learningRateUnet"),
     _spec("rank", default=64, minimum=4, maximum=64),
     *_SD_COMMON,
@@ -434,8 +471,8 @@ _VOICE_FIELDS = (
     _spec("language"),
     _spec("voiceDescription"),
     _spec("removeBackgroundNoise"),
-    _spec("age"),
-    _spec("gender"),
+    _spec("age", caution="For professional cloning only."),
+    _spec("gender", caution="For professional cloning only."),
 )
 
 
@@ -486,15 +523,15 @@ FAMILIES: dict[str, Family] = {
         step_fields=("numTextTrainSteps", "numUNetTrainSteps"),
         steps_per_image=PerImage(175),
         legacy=True,
-        refusals={
-            "maxTrainSteps": "SDXL LoRA does not take maxTrainSteps: set the text encoder "
-            "steps and the UNet steps instead.",
-        },
     ),
     ELEVENLABS_VOICE: Family(
         ELEVENLABS_VOICE,
         "ElevenLabs voice",
         _VOICE_FIELDS,
+        rules=(
+            OnlyWhen("age", "cloneType", "professional"),
+            OnlyWhen("gender", "cloneType", "professional"),
+        ),
         # A voice clone has no training steps; a nominal size per audio sample lets the
         # estimate and the simulator scale with the samples.
         steps_per_image=PerImage(10),
@@ -541,6 +578,71 @@ FAMILY_OF_TYPE: dict[str, str] = {
 }
 
 TRAINABLE_TYPES: tuple[str, ...] = tuple(FAMILY_OF_TYPE)
+
+
+# --- Where the reference is silent: the table's guesses, once, with its words ---------------
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A reading the reference leaves open: what the table does, and the words it rests on."""
+
+    key: str
+    guess: str
+    spec: str
+    where: str
+
+
+GUESSES: tuple[Guess, ...] = (
+    Guess("newer-lora-trainer",
+          "flux.2-*, qwen-image-* and zimage-* LoRA types are trained by Musubi.",
+          "Trainers are named (\"Flux LoRA\", \"Musubi\", …) but no model type is given one; "
+          "jobType lists \"musubi-model-training\".",
+          "NEWER_LORA_FAMILY, FAMILY_OF_TYPE"),
+    Guess("flux-default-epochs",
+          "An empty nbEpochs trains 10 epochs (for the estimate and the run page).",
+          "`nbEpochs: optional number` The number of epochs to train for (no default given).",
+          "FAMILIES[FLUX_LORA].default_epochs"),
+    Guess("musubi-steps",
+          "Musubi runs are sized images × 100 steps; its parameters get no defaults.",
+          "Maximum number of training steps to execute (default: varies depending on the model "
+          "type) - no Musubi value.",
+          "FAMILIES[MUSUBI].steps_per_image, _MUSUBI_FIELDS"),
+    Guess("voice-steps",
+          "A voice clone is sized 10 steps per audio sample, for the estimate only.",
+          "No step parameter is available for ElevenLabs voice training.",
+          "FAMILIES[ELEVENLABS_VOICE].steps_per_image"),
+    Guess("sdxl-steps",
+          "SDXL's maxTrainSteps is offered but sent only when typed; when the text encoder or "
+          "UNet steps are given, their sum is the run's step count.",
+          "For SDXL LoRA training, please use `numTextTrainSteps` and `numUNetTrainSteps` "
+          "instead … - For SDXL: number of training images * 175",
+          "_SDXL_FIELDS, Family.steps"),
+    Guess("sdxl-rank-bounds",
+          "SDXL's rank is between 4 and 64, default 64.",
+          "Each trainer enforces its own tighter limit (Flux LoRA: [2; 64], Musubi: [2; 128]) - "
+          "none for SDXL; the Swagger subset says [4, 64].",
+          "_SDXL_FIELDS"),
+    Guess("text-encoder-rate-bounds",
+          "learningRateTextEncoder is above 0 and at most 0.001 for SDXL, SD 1.5 and Musubi.",
+          "Maximum [Flux LoRA: 0.001] … Minimum [SDXL: 0 | Flux LoRA: 0.000001]; the Swagger "
+          "subset: minimum 0 (exclusive), maximum 0.001.",
+          "_TEXT_ENCODER_RATE"),
+    Guess("optimize-for-values",
+          "optimizeFor offers \"likeness\", \"all\" and \"none\".",
+          '`optimizeFor: optional "likeness"` … The available values are: - "likeness" … - '
+          '"all": train all transformer blocks - "none": train no specific transformer blocks',
+          'SPEC["optimizeFor"]'),
+    Guess("clone-type-values",
+          "cloneType is \"instant\" or \"professional\"; left empty, Scenario chooses.",
+          '`cloneType: optional string` Type of voice cloning: "instant" (fast) or '
+          '"professional" (higher quality, requires captcha)',
+          'SPEC["cloneType"]'),
+    Guess("professional-voice",
+          "Age and gender are refused unless the clone type is professional.",
+          "`age: optional string` Age group of the voice (for professional cloning)",
+          "FAMILIES[ELEVENLABS_VOICE].rules (OnlyWhen)"),
+)  # fmt: skip
 
 
 # --- Lookups --------------------------------------------------------------------------------
@@ -823,17 +925,8 @@ def request_parameters(model_type: str, clean: dict, image_count: int) -> dict:
             if f.computed:
                 sent[f.name] = f.default_for(image_count)
             continue
-        if not f.computed and f.default is not None and _same(value, f.default):
-            continue
         sent[f.name] = value
     return sent
-
-
-def _same(value: object, default: object) -> bool:
-    # True == 1 in Python; here a bool equals only a bool.
-    if isinstance(value, bool) or isinstance(default, bool):
-        return isinstance(value, bool) and isinstance(default, bool) and value == default
-    return value == default
 
 
 def _lenient(family: Family, parameters: object, names: tuple[str, ...]) -> dict[str, object]:
@@ -856,7 +949,8 @@ def _lenient(family: Family, parameters: object, names: tuple[str, ...]) -> dict
 def training_steps(model_type: str, parameters: dict, image_count: int) -> int:
     """The number of steps a run makes, defaults filled in; the simulator sizes runs by it."""
     family = family_for(model_type)
-    values = _lenient(family, parameters, family.step_fields)
+    names = tuple(dict.fromkeys((*family.step_fields, "maxTrainSteps")))
+    values = _lenient(family, parameters, tuple(n for n in names if n in family.names))
     steps = family.steps(values, max(0, int(image_count or 0)))
     return int(steps or 0)
 

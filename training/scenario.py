@@ -37,7 +37,8 @@ Launching without launching twice
 Success codes
     Any 2xx is success. A dry run answers 269 with a Creative Units quote: `quote` parses it
     as a Quote, and `trigger` refuses any 2xx answer that carries no job, so a quote can
-    never be taken for a launched run.
+    never be taken for a launched run. A dry-run answer that carries a job means a training
+    started anyway: `quote` raises DryRunLaunched with the launch, never a quote.
 
 Secrets
     The API key and secret live only in the session's auth object. They are not part of any
@@ -119,15 +120,36 @@ class AlreadyTraining(BadRequest):
 
 
 class RateLimited(ScenarioError):
-    """Too many requests (429); try again after `retry_after` seconds."""
+    """Too many requests (429); try again after `retry_after` seconds.
+
+    `launch_limit` names, in words, a limit of the account rather than of the request rate:
+    the plan's cap on parallel trainings, or a cooldown between launches. A launch refused by
+    one is not a failed training: it waits, and is sent again when the limit allows.
+    """
 
     transient_default = True
+
+    def __init__(
+        self, message: str, *, launch_limit: str = "", cooldown: float | None = None, **kwargs
+    ):
+        super().__init__(message, **kwargs)
+        self.launch_limit = launch_limit
+        # A cooldown's remainingSeconds: when the next launch may go.
+        self.cooldown = cooldown
 
 
 class Unavailable(ScenarioError):
     """Scenario is down, overloaded or unreachable; the request did not take effect."""
 
     transient_default = True
+
+
+class DryRunLaunched(ScenarioError):
+    """A dry run's answer carried a job: Scenario started a training instead of quoting it."""
+
+    def __init__(self, message: str, launch: Launch):
+        super().__init__(message)
+        self.launch = launch
 
 
 class OutcomeUnknown(ScenarioError):
@@ -174,6 +196,8 @@ class Job:
     billing: Billing | None
     error: str
     raw: dict = field(repr=False)
+    # "Actionable hint for the user explaining what went wrong and how to resolve it."
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -324,6 +348,7 @@ def parse_job(data: Mapping) -> Job:
         billing=billing,
         error=_field(metadata, "error", "str", "job.metadata", required=False) or "",
         raw=dict(data),
+        hint=_field(metadata, "hint", "str", "job.metadata", required=False) or "",
     )
 
 
@@ -367,6 +392,13 @@ def _stats(data: Mapping) -> TrainingStats | None:
         ended_at=_iso(raw.get("endedAt"), f"{where}.endedAt"),
         queue_duration=float(queue) if queue is not None else None,
         train_duration=float(train) if train is not None else None,
+    )
+
+
+def _parse_launch(data: Mapping) -> Launch:
+    quote = parse_quote(data) if "creativeUnitsCost" in data else None
+    return Launch(
+        job=parse_job(data["job"]), model=parse_model(_object(data, "model")), quote=quote
     )
 
 
@@ -482,18 +514,46 @@ def _retry_after_seconds(raw: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
+def _json_or_none(response: requests.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _remaining_seconds(body: object) -> float | None:
+    """A cooldown's `remainingSeconds`, at the top of the body or in its details."""
+    if not isinstance(body, dict):
+        return None
+    for where in (body, body.get("details")):
+        remaining = where.get("remainingSeconds") if isinstance(where, dict) else None
+        if isinstance(remaining, int | float) and not isinstance(remaining, bool):
+            return max(0.0, float(remaining))
+    return None
+
+
 def _retry_after(response: requests.Response) -> float | None:
     seconds = _retry_after_seconds(response.headers.get("Retry-After"))
     if seconds is not None:
         return seconds
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    remaining = body.get("remainingSeconds") if isinstance(body, dict) else None
-    if isinstance(remaining, int | float) and not isinstance(remaining, bool):
-        return float(remaining)
-    return None
+    return _remaining_seconds(_json_or_none(response))
+
+
+# The 429 body is not documented. A plan's cap on parallel trainings is recognised by this
+# word anywhere in the body (its details, code or message), as seen in the wild.
+PARALLEL_LIMIT = "parallel-training"
+
+
+def _launch_limit(response: requests.Response, message: str) -> str:
+    """Say which account limit a 429 names, in words; "" for a plain rate limit."""
+    body = _json_or_none(response)
+    text = str(body) if body is not None else ""
+    if PARALLEL_LIMIT in text or PARALLEL_LIMIT in message:
+        return f"Scenario's plan limit on parallel trainings is reached: {message}"
+    remaining = _remaining_seconds(body)
+    if remaining is not None:
+        return f"Scenario asks to wait {remaining:g} s before the next launch: {message}"
+    return ""
 
 
 def error_for(response: requests.Response, *, write: bool) -> ScenarioError:
@@ -504,7 +564,13 @@ def error_for(response: requests.Response, *, write: bool) -> ScenarioError:
     if status == 404:
         return NotFound(message, status=status)
     if status == 429:
-        return RateLimited(message, status=status, retry_after=_retry_after(response))
+        return RateLimited(
+            message,
+            status=status,
+            retry_after=_retry_after(response),
+            launch_limit=_launch_limit(response, message),
+            cooldown=_remaining_seconds(_json_or_none(response)),
+        )
     if status >= 500:
         if write:
             # A gateway error can come back after the backend acted: only a read-back tells.
@@ -638,6 +704,13 @@ class ScenarioClient:
             json={"parameters": dict(parameters)},
             write=False,
         )
+        if isinstance(data.get("job"), dict):
+            # Scenario launched a training although a dry run was asked for.
+            launch = _parse_launch(data)
+            raise DryRunLaunched(
+                f"Scenario started a training (job {launch.job.id}) instead of only quoting it",
+                launch,
+            )
         return parse_quote(data)
 
     def trigger(self, model_id: str, parameters: Mapping) -> Launch:
@@ -649,10 +722,7 @@ class ScenarioClient:
             raise ResponseShapeError(
                 "Scenario's answer to a launch carries no job: it is not a launched training"
             )
-        quote = parse_quote(data) if "creativeUnitsCost" in data else None
-        return Launch(
-            job=parse_job(data["job"]), model=parse_model(_object(data, "model")), quote=quote
-        )
+        return _parse_launch(data)
 
     def cancel_training(self, model_id: str) -> Model:
         data = self._call(

@@ -19,6 +19,13 @@ may still be sent, in draft and submitting: `transition` redacts them on the way
 A trigger whose answer was lost sets `outcome_unknown_at`: the model is read back then and on
 the READ_BACK_SECONDS schedule until it shows whether the launch happened. An adopted launch
 finds its job in GET /jobs, so that it is billed like any other.
+
+When Scenario does not move. A launch refused for an account limit (the plan's parallel
+trainings, a cooldown) waits in submitting with its reason, and the sweep sends it again later;
+it never fails for that. A run whose remote state has not moved for STALL_AFTER_SECONDS is
+stalled: polled rarely, shown as such, and a lead may settle it. Transient failures that never
+end have a give-up point (POLL_GIVE_UP_FAILURES, LAUNCH_GIVE_UP_SECONDS) and a failed state that
+says why.
 """
 
 from __future__ import annotations
@@ -178,6 +185,42 @@ def transition(
     return False
 
 
+def is_stalled(run: TrainingRun, now: datetime | None = None) -> bool:
+    """Whether Scenario's state of a launched run has not moved for STALL_AFTER_SECONDS."""
+    if run.state not in POLLED_STATES or not is_launched(run):
+        return False
+    moved = run.remote_updated_at or run.submitted_at
+    limit = timedelta(seconds=setting("STALL_AFTER_SECONDS"))
+    return moved is not None and (now or timezone.now()) - moved > limit
+
+
+def settle_stalled(run: TrainingRun, user) -> bool:
+    """Let a lead end a stalled run: failed, with who settled it and what Scenario last said.
+
+    Nothing is sent to Scenario. Returns False when the run is no longer stalled (it moved,
+    or ended, in the meantime).
+    """
+    if not access.may_settle(user, run):
+        raise PermissionDenied("Only the team's lead may settle a stalled run.")
+    if not is_stalled(run):
+        return False
+    moved = run.remote_updated_at or run.submitted_at
+    said = ", ".join(part for part in (run.remote_model_status, run.stage) if part) or "nothing"
+    message = (
+        f"Settled by {person(user)}: Scenario's state had not moved since "
+        f"{moved:%Y-%m-%d %H:%M} UTC (it last said {said}). It may still exist on Scenario."
+    )
+    return transition(
+        run,
+        S.FAILED,
+        expected=[run.state],
+        source=EventSource.USER,
+        actor=user,
+        message=message,
+        error_message=message,
+    )
+
+
 def local_state_for(model_status: str, stage: str | None) -> str | None:
     """The local state a remote model status and stage mean, or None when it is unknown."""
     state = REMOTE_STATES.get((model_status, stage)) or REMOTE_STATES.get((model_status, None))
@@ -251,6 +294,39 @@ def launch_run(
         return existing
     enqueue_on_commit("submit_run", run.pk)
     return run
+
+
+def record_unasked_launch(*, user, model: ScenarioModel, parameters: dict, launch) -> TrainingRun:
+    """Record a training Scenario started when only a dry run (a quote) was asked for.
+
+    It is a real training, billed like one: it becomes a run, queued and followed like any
+    other, and its trail says loudly how it began.
+    """
+    membership = access.membership_of(user)
+    if membership is None:
+        raise LaunchRefused("Only members of a team can launch trainings.")
+    message = (
+        f"Scenario STARTED A TRAINING (job {launch.job.id or 'unnamed'}) when only a cost "
+        "estimate was asked for"
+    )
+    run = _create_draft(
+        user=user, team=membership.team, model=model, parameters=parameters, message=message
+    )
+    now = timezone.now()
+    transition(run, S.SUBMITTING, expected=[S.DRAFT], source=EventSource.WORKER,
+               message=message, submitted_at=now)  # fmt: skip
+    fields = _launch_fields(run, launch)
+    _confirm_launch(run, fields, f"Adopted the training the dry run started ({fields['job_id']})")
+    return run
+
+
+def _launch_fields(run: TrainingRun, launch: scenario.Launch) -> dict:
+    """The run's fields from a launch answer: the snapshot, the job, the quote it carries."""
+    fields = _snapshot_fields(run, launch.model, launch.job)
+    fields["job_id"] = launch.job.id or fields.get("job_id", "")
+    if launch.quote is not None:
+        fields.update(quote_cu_cost=launch.quote.cost, quote_cu_discount=launch.quote.discount)
+    return fields
 
 
 def _run_for_key(user, key) -> TrainingRun | None:
@@ -428,8 +504,13 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         _answer_not_understood(run, client, error)
         return
     except scenario.ScenarioError as error:
+        if getattr(error, "launch_limit", ""):
+            _wait_for_limit(run, lease, error)
+            return
         if error.transient:
             _release_lease(run, lease)
+            if _gave_up(run, error):
+                return
             raise TryAgain.from_error(error) from error
         if isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
             _second_trigger_refused(run, client, error)
@@ -438,10 +519,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         else:
             _refused(run, error)
         return
-    fields = _snapshot_fields(run, launch.model, launch.job)
-    fields["job_id"] = launch.job.id or fields.get("job_id", "")
-    if launch.quote is not None:
-        fields.update(quote_cu_cost=launch.quote.cost, quote_cu_discount=launch.quote.discount)
+    fields = _launch_fields(run, launch)
     _confirm_launch(run, fields, f"Scenario accepted the launch (job {fields['job_id']})")
 
 
@@ -455,6 +533,8 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
     except scenario.ScenarioError as error:
         if error.transient:
             _release_lease(run, lease)
+            if _gave_up(run, error):
+                return None
             raise TryAgain.from_error(error) from error
         _refused(run, error)
         return None
@@ -478,7 +558,9 @@ def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
 
 def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
     """Record that Scenario has the training: queued, or still cancel-requested."""
-    fields.update(poll_failures=0, next_poll_at=timezone.now() + _poll_delay(S.QUEUED, fields))
+    fields.update(poll_failures=0, waiting_reason="")
+    fields.setdefault("remote_updated_at", timezone.now())
+    fields["next_poll_at"] = timezone.now() + _poll_delay(S.QUEUED, fields)
     if transition(
         run, S.QUEUED, expected=[S.SUBMITTING], source=EventSource.WORKER, message=message, **fields
     ):
@@ -492,6 +574,36 @@ def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
 def _record_launch_while_canceling(run: TrainingRun, fields: dict) -> bool:
     fields["next_poll_at"] = timezone.now() + _poll_delay(S.CANCEL_REQUESTED, fields)
     return _write_snapshot(run, fields, state=S.CANCEL_REQUESTED)
+
+
+def _wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimited) -> None:
+    """Scenario refused the launch for a plan limit or a cooldown: not a failure. Wait, with
+    the reason shown, and let the sweep send it again after the cooldown (or a probe interval).
+    """
+    delay = error.cooldown if error.cooldown is not None else setting("LAUNCH_LIMIT_PROBE_SECONDS")
+    now = timezone.now()
+    log.info("Launch of run %s waits %.0fs: %s", run.pk, delay, error.launch_limit)
+    TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
+        submitted_at=None,
+        waiting_reason=error.launch_limit,
+        next_poll_at=now + timedelta(seconds=max(delay, 1.0)),
+        updated_at=now,
+    )
+
+
+def _gave_up(run: TrainingRun, error: scenario.ScenarioError) -> bool:
+    """End a launch failed, saying why, once transient failures have kept it from going out
+    for LAUNCH_GIVE_UP_SECONDS. A launch waiting for a plan limit is never given up."""
+    waited = (timezone.now() - run.created_at).total_seconds()
+    if run.waiting_reason or waited <= setting("LAUNCH_GIVE_UP_SECONDS"):
+        return False
+    return _fail(
+        run,
+        f"Gave up launching after {waited / 60:.0f} minutes of failures on Scenario's side "
+        f"(the last: {error.message}). Nothing was started; launch it again when Scenario "
+        "answers.",
+        expected=[S.SUBMITTING],
+    )
 
 
 def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError, lease) -> None:
@@ -825,11 +937,11 @@ def apply_snapshot(
 
     `extra` are more fields to store with it (a job found by looking it up).
     """
-    fields = {
-        name: value
-        for name, value in {**_snapshot_fields(run, model, job), **(extra or {})}.items()
-        if getattr(run, name) != value
-    }
+    snapshot = {**_snapshot_fields(run, model, job), **(extra or {})}
+    fields = {name: value for name, value in snapshot.items() if getattr(run, name) != value}
+    if "remote_updated_at" not in snapshot and REMOTE_MOVES & fields.keys():
+        # Scenario gave no date for this state: it moved when a poll first saw it.
+        fields["remote_updated_at"] = timezone.now()
     if run.poll_failures:
         fields["poll_failures"] = 0
     target = local_state_for(model.status, _stage(model))
@@ -855,8 +967,12 @@ def apply_snapshot(
     return stored or wrote
 
 
+REMOTE_MOVES = frozenset({"remote_model_status", "stage", "queue_position", "progress"})
+
+
 def _next_poll(run: TrainingRun, state: str, fields: dict) -> datetime:
-    snapshot = {name: fields.get(name, getattr(run, name)) for name in ("stage", "queue_position")}
+    names = ("stage", "queue_position", "remote_updated_at")
+    snapshot = {name: fields.get(name, getattr(run, name)) for name in names}
     return timezone.now() + _poll_delay(state, snapshot)
 
 
@@ -887,6 +1003,12 @@ def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job 
             progress=progress.progress,
             remaining_ms=progress.remaining_ms,
         )
+    if progress is not None and progress.updated_at is not None:
+        fields["remote_updated_at"] = progress.updated_at
+    if isinstance(model.raw.get("parameters"), dict):
+        fields["remote_parameters"] = model.parameters
+    if model.epochs:
+        fields["epoch_names"] = [epoch.epoch for epoch in model.epochs]
     if model.job_id and not run.job_id:
         fields["job_id"] = model.job_id
     stats = model.training_stats
@@ -908,6 +1030,8 @@ def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job 
     error = model.error or (job.error if job is not None else "")
     if error:
         fields["error_message"] = error
+    if job is not None and job.hint:
+        fields["error_hint"] = job.hint
     return fields
 
 
@@ -964,6 +1088,13 @@ def _store_samples(run: TrainingRun, model: scenario.Model) -> bool:
 
 def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
     failures = run.poll_failures + 1
+    if failures >= setting("POLL_GIVE_UP_FAILURES"):
+        _fail(
+            run,
+            f"Gave up following this run: Scenario could not be read {failures} times in a "
+            f"row (the last: {error.message or error}). It may still be training on Scenario.",
+        )
+        return
     delay = _error_delay(failures, error.retry_after)
     log.info("Poll of run %s failed (%s); next try in %.1fs", run.pk, error, delay)
     TrainingRun.objects.filter(pk=run.pk, state=run.state).update(
@@ -978,7 +1109,12 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
     stops saying "waiting" soon after Scenario starts it.
     """
     next_in_line = snapshot.get("queue_position") == 0
-    if state == S.CANCEL_REQUESTED:
+    moved = snapshot.get("remote_updated_at")
+    stall = timedelta(seconds=setting("STALL_AFTER_SECONDS"))
+    if moved is not None and timezone.now() - moved > stall:
+        # Stalled (an unknown state, or Scenario stuck): look rarely until someone settles it.
+        seconds = setting("POLL_MAX_SECONDS")
+    elif state == S.CANCEL_REQUESTED:
         seconds = setting("POLL_CANCEL_SECONDS")
     elif (
         state == S.RUNNING
@@ -1150,6 +1286,7 @@ def sync_models(client=None) -> int:
     now = timezone.now()
     count = 0
     for model in client.iter_models():
+        images = _all_training_images(client, model)
         ScenarioModel.objects.update_or_create(
             remote_id=model.id,
             defaults={
@@ -1157,10 +1294,7 @@ def sync_models(client=None) -> int:
                 "type": model.type or "",
                 "status": model.status or "",
                 "training_images_number": model.training_images_number or 0,
-                "training_images": [
-                    {"id": image.id, "name": image.name, "url": image.url}
-                    for image in model.training_images
-                ],
+                "training_images": images,
                 "thumbnail_url": model.thumbnail_url or "",
                 "synced_at": now,
                 "gone_at": None,
@@ -1171,6 +1305,30 @@ def sync_models(client=None) -> int:
     not_listed = Q(synced_at__lt=now) | Q(synced_at__isnull=True)
     ScenarioModel.objects.filter(not_listed, gone_at__isnull=True).update(gone_at=now)
     return count
+
+
+def _all_training_images(client, model: scenario.Model) -> list[dict]:
+    """Every training image of a listed model, as the mirror stores them.
+
+    GET /models lists only "the first 3 training images of the model. To retrieve the full set
+    of images, get it by modelId": when the list is short of trainingImagesNumber, read the
+    model itself, unless the mirror already holds that many.
+    """
+    images = model.training_images
+    if len(images) < model.training_images_number:
+        stored = ScenarioModel.objects.filter(remote_id=model.id).values("training_images").first()
+        held = (stored or {}).get("training_images") or []
+        listed = [image.id for image in images]
+        if (
+            len(held) == model.training_images_number
+            and [image.get("id") for image in held[: len(listed)]] == listed
+        ):
+            return held
+        try:
+            images = client.get_model(model.id).training_images
+        except scenario.NotFound:
+            pass  # deleted since it was listed: the next sync marks it gone
+    return [{"id": image.id, "name": image.name, "url": image.url} for image in images]
 
 
 def add_member(team_name: str, username: str, role: str, password: str | None = None):

@@ -15,6 +15,7 @@ urlpatterns = [
     path("runs/<int:pk>/trail/", views.run_trail, name="run_trail"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/epoch/", views.run_use_epoch, name="run_use_epoch"),
+    path("runs/<int:pk>/settle/", views.run_settle, name="run_settle"),
     # End of Monitoring
 ]
 

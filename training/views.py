@@ -44,7 +44,12 @@ from training.models import (
     TrainingRun,
 )
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
-from training.templatetags.monitoring import duration, person
+from training.templatetags.monitoring import (
+    CAPTCHA_STAGES,
+    duration,
+    person,
+    unknown_remote_state,
+)
 
 RECENTLY_FINISHED = 10
 BOARD_MAX_SHOWN = 1000
@@ -425,6 +430,12 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "live_token": str(_us(run.updated_at)),
         "sample_count": sample_count,
         "event_count": event_count,
+        "captcha": run.state in (RunState.QUEUED, RunState.RUNNING) and run.stage in CAPTCHA_STAGES,
+        "unknown_state": unknown_remote_state(run)
+        if run.state in (RunState.QUEUED, RunState.RUNNING)
+        else [],
+        "stalled": services.is_stalled(run, now),
+        "may_settle": access.may_settle(user, run),
     }
 
 
@@ -489,8 +500,12 @@ class TrailEntry:
     message: str
 
 
-def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
-    """Samples as rows of epochs and columns of prompts; a missing image is None."""
+def _sample_grid(samples: list[EpochSample], parameters: dict, listed=()) -> dict:
+    """Samples as rows of epochs and columns of prompts; a missing image is None.
+
+    `listed` are the epoch names Scenario listed: an epoch without sample images (a run
+    without sample prompts) still has its row, so it can still be picked.
+    """
     prompts: dict[int, str] = {}
     for index, prompt in enumerate((parameters or {}).get("samplePrompts") or []):
         prompts[index] = str(prompt)
@@ -502,6 +517,9 @@ def _sample_grid(samples: list[EpochSample], parameters: dict) -> dict:
             {"number": sample.epoch_index + 1, "epoch": sample.epoch, "cells": {}},
         )
         row["cells"][sample.prompt_index] = sample
+    for index, name in enumerate(listed if isinstance(listed, list) else ()):
+        if isinstance(name, str):
+            epochs.setdefault(index, {"number": index + 1, "epoch": name, "cells": {}})
     columns = sorted(prompts)
     rows = [
         {**row, "cells": [row["cells"].get(column) for column in columns]}
@@ -539,6 +557,7 @@ RUN_FIELDS = (
     "parameters",
     "selected_epoch",
     "selected_epoch_by_id",
+    "epoch_names",
 )
 CHOOSER_FIELDS = ("username", "first_name", "last_name")
 
@@ -593,7 +612,7 @@ def _run_and_rows(
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
     """The grid, with the epoch chosen for the model (read with the run, no query here)."""
-    grid = _sample_grid(samples, run.parameters)
+    grid = _sample_grid(samples, run.parameters, run.epoch_names)
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
         row["in_use"] = row["epoch"] == in_use
@@ -682,6 +701,8 @@ def run_trail(request, pk):
 def _parameter_rows(run) -> list[dict]:
     """The run's parameters in the form's words, each marked when it differs from the default.
 
+    Beside what was sent, what Scenario says the training uses (model.parameters), once it
+    has said: a value it reports differently, or one it filled in unasked, is marked.
     Secret values (an API key for an experiment tracker) are never shown, only that one was set.
     """
     fields, defaults = {}, None
@@ -690,20 +711,30 @@ def _parameter_rows(run) -> list[dict]:
         defaults = params.defaults_for(run.model_type, run.model.training_images_number)
     except ValueError:  # a model type the table no longer knows: no defaults to compare with
         pass
+    sent = run.parameters or {}
+    remote = run.remote_parameters if isinstance(run.remote_parameters, dict) else None
+    shown, shown_remote = params.for_display(sent), params.for_display(remote or {})
     rows = []
-    shown = params.for_display(run.parameters or {})
-    for name, value in sorted((run.parameters or {}).items()):
-        field = fields.get(name)
+    for name in sorted(set(sent) | set(remote or {})):
         known = defaults is not None
+        value = sent.get(name)
         rows.append(
             {
                 "name": name,
-                "label": field.label if field else name,
-                "value": params.display_value(shown[name]),
+                "label": field.label if (field := fields.get(name)) else name,
+                "sent": name in sent,
+                "value": params.display_value(shown[name]) if name in sent else "",
                 "default": params.display_value(defaults[name])
                 if known and name in defaults
                 else "",
-                "changed": known and (name not in defaults or defaults[name] != value),
+                "changed": name in sent
+                and known
+                and (name not in defaults or defaults[name] != value),
+                "remote": params.display_value(shown_remote[name])
+                if remote is not None and name in remote
+                else "",
+                "differs": remote is not None
+                and (name not in remote or name not in sent or remote[name] != value),
             }
         )
     return rows
@@ -726,6 +757,7 @@ def run_detail(request, pk):
         **_samples_context(request.user, run, samples),
         "trail": _trail_entries(events),
         "parameters": _parameter_rows(run),
+        "scenario_said": isinstance(run.remote_parameters, dict),
         "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
     }
     return render(request, "training/run_detail.html", context)
@@ -767,6 +799,29 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     return True, ""
 
 
+def _epoch_number(run, epoch: str) -> int | None:
+    """The 1-based number of one of the run's epochs: listed by Scenario, or seen in a sample."""
+    listed = run.epoch_names if isinstance(run.epoch_names, list) else []
+    if epoch and epoch in listed:
+        return listed.index(epoch) + 1
+    sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
+    return sample.epoch_index + 1 if sample is not None else None
+
+
+@login_required
+@require_POST
+def run_settle(request, pk):
+    """A lead ends a stalled run by hand (services writes the audit trail)."""
+    run = access.get_run_for_user(request.user, pk)
+    if not access.may_settle(request.user, run):
+        raise PermissionDenied("Only the team's lead may settle a stalled run.")
+    if services.settle_stalled(run, request.user):
+        messages.info(request, "The run is settled as failed; the audit trail says why.")
+    else:
+        messages.info(request, "The run is not stalled any more: nothing was changed.")
+    return redirect("run_detail", pk=pk)
+
+
 @page_or_fragment
 @login_required
 @require_POST
@@ -775,13 +830,12 @@ def run_use_epoch(request, pk):
     if not _may_manage(request.user, run):
         raise PermissionDenied("Only the team's lead or the run's author may choose its epoch.")
     epoch = request_params.text(request.POST, "epoch", max_length=200)
-    sample = run.samples.filter(epoch=epoch).order_by("epoch_index").first()
-    if not _may_use_epoch(request.user, run) or sample is None:
+    number = _epoch_number(run, epoch)
+    if not _may_use_epoch(request.user, run) or number is None:
         return HttpResponseBadRequest(
             "Only an epoch of the model's latest finished training can be used."
         )
     ok, problem = _set_epoch(run, epoch, request.user)
-    number = sample.epoch_index + 1
     notice = f"Epoch {number} is now the model's epoch." if ok else problem
     if request.htmx:
         return _samples_response(request, pk, notice=notice, notice_ok=ok)

@@ -14,8 +14,9 @@ register = template.Library()
 # Scenario's trainingProgress.stage, as an artist would say it.
 STAGE_WORDS = {
     "pending": "Waiting for Scenario",
-    "pending-captcha": "Waiting for Scenario",
-    "ready-for-captcha": "Waiting for Scenario",
+    # Professional voice cloning "requires captcha", solved by the person in Scenario's app.
+    "pending-captcha": "Waiting for your captcha",
+    "ready-for-captcha": "Waiting for your captcha",
     "queued-for-train": "Waiting in the queue",
     "starting-train": "Starting up",
     "running-train": "Training",
@@ -46,6 +47,7 @@ JOB_STATUS_WORDS = {
 # A Scenario model's status, on the launch form's model cards.
 MODEL_STATUS_WORDS = {
     "new": "Never trained",
+    "copying": "Being copied",
     "training": "Training now",
     "trained": "Trained",
     "failed": "Last training failed",
@@ -53,12 +55,45 @@ MODEL_STATUS_WORDS = {
 }
 
 
+CAPTCHA_STAGES = frozenset({"pending-captcha", "ready-for-captcha"})
+# Model statuses a run in flight is expected to show; any other is said as Scenario says it.
+IN_FLIGHT_STATUSES = frozenset({"", "training", "trained", "failed", "training-canceled"})
+
+
 @register.filter
 def stage_words(run) -> str:
-    """Say what the run is doing: Scenario's stage while it is in flight, else the state."""
-    if run.state in (RunState.QUEUED, RunState.RUNNING) and run.stage in STAGE_WORDS:
-        return STAGE_WORDS[run.stage]
+    """Say what the run is doing: Scenario's stage while it is in flight, else the state.
+
+    A status or stage the dashboard does not know is said in Scenario's own words; a run
+    whose state has not moved for a long time is said to be stalled.
+    """
+    from training import services  # services imports this module
+
+    words = _in_flight_words(run)
+    return f"Stalled · {words}" if services.is_stalled(run) else words
+
+
+def _in_flight_words(run) -> str:
+    if run.state == RunState.SUBMITTING and getattr(run, "waiting_reason", ""):
+        return "Waiting for Scenario's limit"
+    if run.state in (RunState.QUEUED, RunState.RUNNING):
+        if unknown_remote_state(run):
+            return "Scenario says: " + ", ".join(unknown_remote_state(run))
+        if run.stage in STAGE_WORDS:
+            return STAGE_WORDS[run.stage]
     return STATE_WORDS.get(run.state, run.state)
+
+
+def unknown_remote_state(run) -> list[str]:
+    """The remote status and stage of a run in flight that the dashboard has no words of its
+    own for, each as Scenario said it (a known status in its words)."""
+    said = []
+    status = run.remote_model_status or ""
+    if status not in IN_FLIGHT_STATUSES:
+        said.append(model_status_words(status).lower())
+    if run.stage and run.stage not in STAGE_WORDS:
+        said.append(run.stage.replace("-", " "))
+    return said
 
 
 @register.filter

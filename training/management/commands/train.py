@@ -36,6 +36,16 @@ class Command(BaseCommand):
         sent = checked_parameters(model, parse_params(params))
         try:
             quote = scenario.ScenarioClient.from_settings().quote(model.remote_id, sent)
+        except scenario.DryRunLaunched as launched:
+            # A training started: record it, never launch a second one.
+            run = services.record_unasked_launch(
+                user=user, model=model, parameters=sent, launch=launched.launch
+            )
+            self.stderr.write(
+                f"Scenario STARTED A TRAINING when only a quote was asked for: run {run.pk}"
+            )
+            self.stdout.write(str(run.pk))
+            return
         except scenario.ScenarioError as error:
             if dry_run:
                 raise CommandError(f"Scenario could not quote this training: {error}") from error
