@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from training import scenario, services
+from training import datasets, scenario, services
 
 # Well below the Redis visibility timeout (an hour), so a waiting retry is never redelivered.
 MAX_COUNTDOWN = 60
@@ -77,3 +77,9 @@ def sync_models() -> int:
         if error.transient:
             raise services.TryAgain.from_error(error) from error
         raise
+
+
+@shared_task(**RETRYING)
+def sync_dataset(dataset_id: int) -> None:
+    # Uploads, attaches, captions, removals and pairs; each step records what it did.
+    datasets.sync(dataset_id)
