@@ -82,6 +82,9 @@ class SimImagePair(models.Model):
     class Meta:
         ordering = ["position"]
 
+    def __str__(self) -> str:
+        return f"{self.source_id} → {self.target_id}"
+
 
 def new_asset_id() -> str:
     return new_id("asset_")
@@ -133,9 +136,10 @@ class SimUploadPart(models.Model):
 
     class Meta:
         ordering = ["number"]
-        constraints = [
-            models.UniqueConstraint(fields=["upload", "number"], name="sim_part_once")
-        ]
+        constraints = [models.UniqueConstraint(fields=["upload", "number"], name="sim_part_once")]
+
+    def __str__(self) -> str:
+        return f"{self.upload_id} part {self.number}"
 
 
 class SimJob(models.Model):

@@ -13,9 +13,7 @@ urlpatterns = [
     path("models/<str:model_id>", views.model_detail, name="model"),
     path("models/<str:model_id>/train", views.train, name="train"),
     path("models/<str:model_id>/train/action", views.train_action, name="train-action"),
-    path(
-        "models/<str:model_id>/training-images", datasets.training_images, name="training-images"
-    ),
+    path("models/<str:model_id>/training-images", datasets.training_images, name="training-images"),
     path(
         "models/<str:model_id>/training-images/pairs",
         datasets.training_image_pairs,

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from simulator import clock, faults, images, parameters, pricing, spec
 from simulator.lifecycle import Schedule, train_seconds
-from simulator.models import RequestLog, SimAsset, SimJob, SimModel, SimTrainingImage, new_id
+from simulator.models import RequestLog, SimAsset, SimJob, SimModel, SimTrainingImage
 from simulator.render import Renderer, epoch_name
 
 DRY_RUN_STATUS = 269  # what Scenario's SDK documents for a dry run

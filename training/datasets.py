@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+ONLY_THESE = "only PNG, JPEG and WebP files can be training images."
 CHUNK = scenario.MAX_ASSET_IDS_PER_REQUEST
 SYNC_LEASE = timedelta(minutes=5)
 UPLOAD_READY = frozenset({"complete", "imported", "validated"})
@@ -101,9 +102,9 @@ def check_file(name: str, content: bytes) -> CheckedImage:
         with Image.open(io.BytesIO(content)) as probe:
             kind = probe.format
     except (UnidentifiedImageError, OSError, ValueError):
-        raise Refused("Not an image: only PNG, JPEG and WebP files can be training images.") from None
+        raise Refused(f"Not an image: {ONLY_THESE}") from None
     if kind not in FORMATS:
-        raise Refused(f"A {kind} image: only PNG, JPEG and WebP files can be training images.")
+        raise Refused(f"A {kind} image: {ONLY_THESE}")
     try:
         with Image.open(io.BytesIO(content)) as image:
             image.verify()

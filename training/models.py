@@ -289,6 +289,9 @@ class UploadBatch(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"Upload {self.pk} to {self.dataset}"
+
 
 class ImageState(models.TextChoices):
     QUEUED = "queued", "Waiting to be sent"
@@ -343,3 +346,6 @@ class ImagePair(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.source} → {self.target or '?'}"

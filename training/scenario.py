@@ -764,7 +764,8 @@ class ScenarioClient:
 
     def complete_upload(self, upload_id: str) -> Upload:
         path = f"/uploads/{_id(upload_id)}/action"
-        return parse_upload(_object(self._call("POST", path, json={"action": "complete"}), "upload"))
+        data = self._call("POST", path, json={"action": "complete"})
+        return parse_upload(_object(data, "upload"))
 
     def get_upload(self, upload_id: str) -> Upload:
         return parse_upload(_object(self._call("GET", f"/uploads/{_id(upload_id)}"), "upload"))

@@ -6,70 +6,113 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('simulator', '0001_initial'),
+        ("simulator", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SimAsset',
+            name="SimAsset",
             fields=[
-                ('id', models.CharField(default=simulator.models.new_asset_id, editable=False, max_length=64, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=300)),
-                ('content_type', models.CharField(max_length=100)),
-                ('data', models.BinaryField()),
-                ('width', models.PositiveIntegerField(default=0)),
-                ('height', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.CharField(
+                        default=simulator.models.new_asset_id,
+                        editable=False,
+                        max_length=64,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=300)),
+                ("content_type", models.CharField(max_length=100)),
+                ("data", models.BinaryField()),
+                ("width", models.PositiveIntegerField(default=0)),
+                ("height", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='SimUpload',
+            name="SimUpload",
             fields=[
-                ('id', models.CharField(default=simulator.models.new_upload_id, editable=False, max_length=64, primary_key=True, serialize=False)),
-                ('file_name', models.CharField(max_length=300)),
-                ('file_size', models.PositiveBigIntegerField()),
-                ('content_type', models.CharField(max_length=100)),
-                ('kind', models.CharField(max_length=20)),
-                ('parts_count', models.PositiveIntegerField()),
-                ('status', models.CharField(default='pending', max_length=20)),
-                ('asset_id', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.CharField(
+                        default=simulator.models.new_upload_id,
+                        editable=False,
+                        max_length=64,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("file_name", models.CharField(max_length=300)),
+                ("file_size", models.PositiveBigIntegerField()),
+                ("content_type", models.CharField(max_length=100)),
+                ("kind", models.CharField(max_length=20)),
+                ("parts_count", models.PositiveIntegerField()),
+                ("status", models.CharField(default="pending", max_length=20)),
+                ("asset_id", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
             ],
         ),
         migrations.AddField(
-            model_name='simtrainingimage',
-            name='description',
-            field=models.TextField(blank=True, default=''),
+            model_name="simtrainingimage",
+            name="description",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.CreateModel(
-            name='SimImagePair',
+            name="SimImagePair",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('source_id', models.CharField(blank=True, max_length=64)),
-                ('target_id', models.CharField(blank=True, max_length=64)),
-                ('instruction', models.TextField(blank=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pairs', to='simulator.simmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("source_id", models.CharField(blank=True, max_length=64)),
+                ("target_id", models.CharField(blank=True, max_length=64)),
+                ("instruction", models.TextField(blank=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pairs",
+                        to="simulator.simmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.CreateModel(
-            name='SimUploadPart',
+            name="SimUploadPart",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('data', models.BinaryField()),
-                ('upload', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='received', to='simulator.simupload')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("data", models.BinaryField()),
+                (
+                    "upload",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="received",
+                        to="simulator.simupload",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['number'],
-                'constraints': [models.UniqueConstraint(fields=('upload', 'number'), name='sim_part_once')],
+                "ordering": ["number"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("upload", "number"), name="sim_part_once")
+                ],
             },
         ),
     ]
