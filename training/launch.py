@@ -31,7 +31,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, params, services
+from training import access, budgets, params, preflight, services
 from training.forms import LaunchForm
 from training.models import ScenarioModel, TrainingRun
 from training.scenario import ScenarioError
@@ -233,6 +233,7 @@ def _context(request, *, model=None, form=None, quote=None, key=None, **extra) -
         "other_errors": form.other_errors if form else [],
         "quote": quote,
         "idempotency_key": key or uuid.uuid4(),
+        **preflight.form_context(request, model, form),
         **budget,
         **extra,
     }
@@ -345,6 +346,10 @@ def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
             if quote.stale
             else "Estimate the cost of these parameters before launching."
         )
+        return None
+    refusal = preflight.refusal_for(request, form.model, form.parameters)
+    if refusal:
+        quote.error = refusal
         return None
     try:
         run = services.launch_run(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import imagehash
+from django.urls import reverse
 
 from training import budgets, params
 from training.models import Dataset, DatasetImage, ImagePair, ImageState, ScenarioModel
@@ -236,7 +237,7 @@ def check_model(model: ScenarioModel, *, concept_prompt: str = "") -> list[Findi
 
 def may_override(user, model: ScenarioModel) -> bool:
     """The model's team lead and staff may launch past warnings."""
-    return model.team is not None and budgets.can_override(user, model.team) or user.is_staff
+    return user.is_staff or (model.team is not None and budgets.can_override(user, model.team))
 
 
 def launch_refusal(findings: list[Finding], user, model: ScenarioModel, *, override: bool) -> str:
@@ -250,3 +251,29 @@ def launch_refusal(findings: list[Finding], user, model: ScenarioModel, *, overr
             "to launch past them."
         )
     return ""
+
+
+# --- the launch form's panel ----------------------------------------------------------------
+
+
+def form_context(request, model: ScenarioModel | None, form) -> dict:
+    """What the launch form's pre-flight panel shows for the model on screen."""
+    if model is None or form is None:
+        return {}
+    concept = form.parameters.get("conceptPrompt", "") if form.is_valid() else ""
+    has_dataset = Dataset.objects.filter(model=model).exists()
+    return {
+        "preflight": check_model(model, concept_prompt=concept or ""),
+        "preflight_may_override": may_override(request.user, model),
+        "preflight_override": request.POST.get("preflight_override") == "true",
+        "dataset_url": reverse("dataset", kwargs={"remote_id": model.remote_id})
+        if has_dataset
+        else "",
+    }
+
+
+def refusal_for(request, model: ScenarioModel, parameters: dict) -> str:
+    """Why the pre-flight check stops this launch from the form, or ""."""
+    findings = check_model(model, concept_prompt=parameters.get("conceptPrompt", "") or "")
+    override = request.POST.get("preflight_override") == "true"
+    return launch_refusal(findings, request.user, model, override=override)
