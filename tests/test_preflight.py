@@ -71,7 +71,8 @@ def test_sd15_works_at_a_lower_resolution(db, alice):
 def test_a_near_duplicate_is_found_with_its_twin(db, alice):
     dataset = _dataset(alice)
     original = picture(7)
-    _add(dataset, alice, [*_good(5), ("knight.png", original), ("knight-again.jpg", near_twin(original))])
+    twins = [("knight.png", original), ("knight-again.jpg", near_twin(original))]
+    _add(dataset, alice, [*_good(5), *twins])
     finding = _findings(dataset)["near-duplicates"]
     assert finding.severity == preflight.WARNING
     assert sorted(i.name for i in finding.images) == ["knight-again.jpg", "knight.png"]
@@ -109,7 +110,8 @@ def test_a_missing_pair_and_an_incomplete_one_are_named(db, alice):
     finding = _findings(dataset)["incomplete-pairs"]
     assert finding.severity == preflight.WARNING
     assert [i.name for i in finding.images] == [e.name, f.name]
-    assert "1 pairs lack an after image" in finding.message and "1 images are in no pair" in finding.message
+    assert "1 pairs lack an after image" in finding.message
+    assert "1 images are in no pair" in finding.message
     assert "no-pairs" not in _findings(dataset)
 
 
@@ -122,7 +124,8 @@ def test_pairs_are_not_asked_of_a_plain_lora(db, alice):
 def test_a_blocker_stops_everyone_and_a_warning_stops_an_artist(db, alice, bob):
     dataset = _dataset(alice)
     model = dataset.model
-    assert "blocker" in preflight.launch_refusal(preflight.check_dataset(dataset), bob, model, override=True)
+    blockers = preflight.check_dataset(dataset)
+    assert "blocker" in preflight.launch_refusal(blockers, bob, model, override=True)
     _add(dataset, alice, _good(3))
     warnings = preflight.check_dataset(dataset)
     assert preflight.launch_refusal(warnings, alice, model, override=True)
