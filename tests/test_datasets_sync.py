@@ -91,6 +91,7 @@ def test_a_failed_chunk_is_sent_again_alone(knight, alice, scenario):
     assert len([x for x in uploads if x.startswith("POST /uploads ")]) == 12
     assert len([x for x in uploads if x.startswith("PUT /upload-parts/")]) == 12
     assert len([x for x in uploads if x.endswith("/action 200")]) == 12
+    assert len([x for x in uploads if x.startswith("GET /uploads/")]) == 12
     attaches = [x for x in log if x.startswith("POST /models/")]
     path = f"POST /models/{knight.remote_id}/training-images"
     # The first chunk of ten fails, the second of two goes in; then the first alone again.
