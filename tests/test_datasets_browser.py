@@ -31,7 +31,8 @@ DROP = """(files) => {
     transfer.items.add(new File([bytes], f.name, { type: f.type }));
   }
   const zone = document.querySelector("form[data-dataset-upload]");
-  zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  const drop = { dataTransfer: transfer, bubbles: true, cancelable: true };
+  zone.dispatchEvent(new DragEvent("drop", drop));
 }"""
 
 
@@ -221,4 +222,5 @@ def _check_the_request_log(remote_id: str, captions: dict) -> None:
     assert sorted(described.values_list("description", flat=True)) == sorted(
         ["daiton in silver armour, portrait", "daiton on a horse at dawn", "daiton in the rain"]
     )
-    assert len([x for x in log if x.startswith(f"DELETE /models/{remote_id}/training-images/")]) == 1
+    removed = f"DELETE /models/{remote_id}/training-images/"
+    assert len([x for x in log if x.startswith(removed)]) == 1
