@@ -93,7 +93,7 @@
     var tracked = {};
     answer.refused.forEach(function (r) {
       var e = (byName[r.name] || []).shift();
-      if (e) setRow(e, 100, "Refused: " + r.reason, "refused");
+      if (e) setRow(e, 0, "Refused: " + r.reason, "refused");
     });
     answer.accepted.forEach(function (a) {
       var e = (byName[a.name] || []).shift();
