@@ -11,7 +11,9 @@ from PIL import Image
 from simulator import faults, seed
 from simulator.models import SimTrainingImage
 from tests.datasets_files import TEXT_FILE, picture
-from tests.test_simulator_api import api  # noqa: F401 - the fixture
+from tests import test_simulator_api
+
+api = test_simulator_api.api  # the same fixture: Django's client on /sim/v1 with basic auth
 
 PNG = picture(1, (300, 200))
 
@@ -120,9 +122,6 @@ def test_thumbnails_are_small_pngs_and_the_fault_switch_reaches_them(api):
 
 @pytest.mark.parametrize("body", [{"action": "cancel"}, {}])
 def test_an_upload_action_other_than_complete_is_refused(api, body):
-    opened = api.ok(
-        "post",
-        "/uploads",
-        {"fileName": "a.png", "fileSize": 1, "contentType": "image/png", "kind": "image", "parts": 1},
-    )["upload"]
+    body = {"fileName": "a.png", "fileSize": 1, "contentType": "image/png", "kind": "image"}
+    opened = api.ok("post", "/uploads", {**body, "parts": 1})["upload"]
     assert "complete" in api.refused("post", f"/uploads/{opened['id']}/action", body)
