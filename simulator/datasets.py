@@ -39,6 +39,7 @@ from simulator.models import (
     SimTrainingImage,
     SimUpload,
     SimUploadPart,
+    new_asset_id,
 )
 from simulator.views import ApiError, endpoint
 
@@ -313,7 +314,7 @@ def _add_image(model: SimModel, source: tuple[str, str, str], now) -> SimTrainin
         asset = SimAsset.objects.filter(pk=asset_id).first()
         if asset is not None:
             name, content_type, payload = asset.name, asset.content_type, bytes(asset.data)
-    image_id = asset_id or views.new_id("asset_")
+    image_id = asset_id or new_asset_id()
     return SimTrainingImage.objects.create(
         model=model,
         asset_id=image_id,
