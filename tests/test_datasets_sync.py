@@ -104,3 +104,57 @@ def test_a_failed_chunk_is_sent_again_alone(knight, alice, scenario):
     assert set(DatasetImage.objects.values_list("state", flat=True)) == {ImageState.ATTACHED}
     knight.refresh_from_db()
     assert knight.training_images_number == 12
+
+
+def test_a_replaced_image_takes_the_old_ones_place_on_scenario(knight, alice):
+    datasets.add_files(knight.dataset, alice, [("old.png", picture(1, (128, 128)))])
+    datasets.sync(knight.dataset.pk)
+    image = DatasetImage.objects.get()
+    old_id = image.remote_id
+    datasets.set_caption(image, "daiton, front")
+    datasets.replace_file(image, "new.png", picture(2, (128, 128)))
+    RequestLog.objects.all().delete()
+    datasets.sync(knight.dataset.pk)
+
+    image.refresh_from_db()
+    assert image.state == ImageState.ATTACHED and image.remote_id != old_id
+    (remote,) = SimTrainingImage.objects.filter(model_id=knight.remote_id)
+    assert (remote.asset_id, remote.name, remote.description) == (
+        image.remote_id,
+        "new.png",
+        "daiton, front",
+    )
+    replaced = f"PUT /models/{knight.remote_id}/training-images/{old_id} 200"
+    assert replaced in _requests()
+
+
+def test_pairs_are_sent_once_their_images_are_on_scenario(scenario, alice):
+    model = datasets.create_model(
+        user=alice, name="Night edit", model_type="flux.1-kontext-lora", team=None
+    )
+    files = [("day.png", picture(1, (128, 128))), ("night.png", picture(2, (128, 128)))]
+    datasets.add_files(model.dataset, alice, files)
+    day, night = DatasetImage.objects.all()
+    datasets.add_pair(model.dataset, day, night, "make it night")
+    datasets.sync(model.dataset.pk)
+
+    day.refresh_from_db()
+    night.refresh_from_db()
+    remote = scenario.client().get_model(model.remote_id).raw["trainingImagePairs"]
+    assert remote == [
+        {"sourceId": day.remote_id, "targetId": night.remote_id, "instruction": "make it night"}
+    ]
+    model.dataset.refresh_from_db()
+    assert not model.dataset.pairs_dirty
+
+
+def test_a_removed_image_leaves_scenario_and_its_file(knight, alice):
+    datasets.add_files(knight.dataset, alice, [("gone.png", picture(1, (128, 128)))])
+    datasets.sync(knight.dataset.pk)
+    image = DatasetImage.objects.get()
+    path = image.file.path
+    datasets.remove(image)
+    datasets.sync(knight.dataset.pk)
+    assert not DatasetImage.objects.exists()
+    assert not SimTrainingImage.objects.filter(model_id=knight.remote_id).exists()
+    assert not os.path.exists(path)

@@ -165,6 +165,8 @@ def replace_file(image: DatasetImage, name: str, content: bytes) -> None:
     """Put another file in this image's place; the worker replaces it on Scenario."""
     checked = check_file(name, content)
     with transaction.atomic():
+        # Read it again: its caption may have changed since the page was drawn.
+        image = DatasetImage.objects.select_for_update().select_related("dataset").get(pk=image.pk)
         old_file = image.file.name
         if image.state == ImageState.ATTACHED:
             image.replaces_remote_id = image.remote_id

@@ -170,7 +170,7 @@ def _trainable(user):
 def _problem(model: ScenarioModel) -> str:
     """Why a model cannot be trained now, or ""."""
     if model.training_images_number <= 0:
-        return "No training images yet: add some on Scenario, then refresh."
+        return "No training images yet: add some on its model page (or on Scenario, then refresh)."
     return ""
 
 
