@@ -56,6 +56,8 @@ def test_the_upload_works_without_javascript(knight, client, alice):
     page = client.get(response.url).content.decode()
     assert "1 added" in page and "1 refused" in page
     assert "notes.txt: Not an image" in page
+    # Without JavaScript the page reloads itself while the worker still has files to send.
+    assert 'http-equiv="refresh"' in page
     assert [i.name for i in DatasetImage.objects.all()] == ["a.png"]
 
 

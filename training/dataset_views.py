@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
@@ -119,7 +120,7 @@ def _page_context(request, dataset: Dataset) -> dict:
         "is_pair_type": model.type in preflight.PAIR_TYPES,
         "pairs": list(dataset.pairs.select_related("source", "target")),
         "max_mb": datasets.MAX_FILE_BYTES // (1024 * 1024),
-        "can_train": not any(f.is_blocker for f in findings) and bool(images),
+        "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
     }
 
 
