@@ -224,3 +224,66 @@ def _check_the_request_log(remote_id: str, captions: dict) -> None:
     )
     removed = f"DELETE /models/{remote_id}/training-images/"
     assert len([x for x in log if x.startswith(removed)]) == 1
+
+
+def _sign_in(context, client, user, live_server) -> None:
+    from django.conf import settings as django_settings
+
+    client.force_login(user)
+    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
+    context.add_cookies(
+        [
+            {
+                "name": django_settings.SESSION_COOKIE_NAME,
+                "value": cookie.value,
+                "url": live_server.url,
+            }
+        ]
+    )
+
+
+def test_without_javascript_the_upload_reports_each_file(
+    scenario, chromium, live_server, client, alice, tmp_path
+):
+    from playwright.sync_api import expect
+
+    from training import datasets
+
+    model = datasets.create_model(
+        user=alice, name="Plain form", model_type="flux.1-lora", team=alice.membership.team
+    )
+    context = chromium.new_context(base_url=live_server.url, java_script_enabled=False)
+    _sign_in(context, client, alice, live_server)
+    page = context.new_page()
+    page.goto(f"/models/{model.remote_id}/")
+    (tmp_path / "castle.png").write_bytes(picture(21, (512, 512)))
+    (tmp_path / "notes.txt").write_bytes(TEXT_FILE)
+    page.set_input_files("#upload-files", [tmp_path / "castle.png", tmp_path / "notes.txt"])
+    page.get_by_role("button", name="Upload").click()
+    report = page.locator("#batch-report")
+    expect(report).to_contain_text("1 added")
+    expect(report.locator(".refused")).to_have_text(
+        "notes.txt: Not an image: only PNG, JPEG and WebP files can be training images."
+    )
+    expect(page.locator("#image-grid .image-card")).to_have_count(1)
+    context.close()
+
+
+def test_a_lead_sees_the_pairs_blocker_on_a_phone(scenario, logged_in_page, bob):
+    from playwright.sync_api import expect
+
+    from training import datasets
+
+    model = datasets.create_model(
+        user=bob, name="Night edit", model_type="flux.1-kontext-lora", team=bob.membership.team
+    )
+    files = [(f"day-{n}.png", picture(30 + n, (1024, 1024))) for n in range(6)]
+    datasets.add_files(model.dataset, bob, files)
+    page = logged_in_page(bob)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/models/{model.remote_id}/")
+    blocker = page.locator("#preflight [data-rule='no-pairs']")
+    expect(blocker).to_contain_text("Blocker")
+    expect(blocker).to_contain_text("before/after pairs")
+    expect(page.locator(".pair-form")).to_be_visible()
+    save_screenshot(page, "dataset-pairs-blocker-phone")
