@@ -139,3 +139,19 @@ def test_a_blocker_stops_even_a_lead(knight, client, bob):
     response = _estimate_and_launch(client, knight, {"preflight_override": "true"})
     assert "found a blocker: There are no training images yet." in response.content.decode()
     assert not TrainingRun.objects.exists()
+
+
+def test_a_failure_to_send_is_shown_in_words_until_it_goes_through(knight, client, alice):
+    from simulator import faults
+    from training import services
+
+    client.force_login(alice)
+    _upload(client, knight, [("a.png", picture(1, (64, 64)))])
+    faults.inject(503, times=1, method="POST", path_contains="/training-images")
+    with pytest.raises(services.TryAgain):
+        datasets.sync(knight.dataset.pk)
+    page = client.get(_page(knight.remote_id)).content.decode()
+    assert "Scenario did not take everything yet" in page and "503" in page
+    datasets.sync(knight.dataset.pk)
+    page = client.get(_page(knight.remote_id)).content.decode()
+    assert "Scenario did not take everything yet" not in page
