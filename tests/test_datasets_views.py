@@ -38,7 +38,10 @@ def test_an_artist_makes_a_model_for_her_team_and_it_is_in_the_picker(scenario, 
     model = ScenarioModel.objects.get(name="Castle style")
     assert response.status_code == 302 and response.url == _page(model.remote_id)
     assert model.team == alice.membership.team
-    assert "Castle style" in client.get(reverse("launch")).content.decode()
+    picker = client.get(reverse("launch")).content.decode()
+    assert "Castle style" in picker
+    # It has no images yet: its card in the picker leads to the page that takes them.
+    assert f'href="{_page(model.remote_id)}">Add training images' in picker
 
 
 def test_she_cannot_make_one_for_another_team(scenario, client, alice, team_b):

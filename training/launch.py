@@ -162,6 +162,13 @@ class ModelChoice:
     def status(self) -> str:
         return access.card_status(self.model)
 
+    @property
+    def images_url(self) -> str:
+        """The model's page, where its training images are added; "" for a voice model."""
+        if preflight.needs_for(self.model.type) is None:
+            return ""
+        return reverse("dataset", kwargs={"remote_id": self.model.remote_id})
+
 
 def _trainable(user):
     return access.trainable_models(user).filter(type__in=params.TRAINABLE_TYPES)

@@ -723,7 +723,11 @@ class ScenarioClient:
     def replace_training_image(
         self, model_id: str, image_id: str, *, asset_id: str = "", description: str | None = None
     ) -> TrainingImage:
-        """Replace an image by another asset, or set its caption (`description`)."""
+        """Replace an image by another asset, or set its caption (`description`).
+
+        The subset documents `description` in the training image's answer but not in this
+        request's body; its schemas allow extra fields, and this is where a caption can go.
+        """
         body: dict[str, Any] = {"assetId": asset_id} if asset_id else {}
         if description is not None:
             body["description"] = description
