@@ -56,6 +56,8 @@ class SimTrainingImage(models.Model):
     # Empty when the image was given by asset id: the simulator then draws a placeholder.
     content_type = models.CharField(max_length=100, blank=True)
     data = models.BinaryField(blank=True, default=b"")
+    # The caption, as training images document it ("Description for the image").
+    description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField()
 
     class Meta:
@@ -66,6 +68,78 @@ class SimTrainingImage(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.asset_id
+
+
+class SimImagePair(models.Model):
+    """A before/after pair of a model's training images (PUT …/training-images/pairs)."""
+
+    model = models.ForeignKey(SimModel, on_delete=models.CASCADE, related_name="pairs")
+    position = models.PositiveIntegerField()
+    source_id = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    instruction = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} → {self.target_id}"
+
+
+def new_asset_id() -> str:
+    return new_id("asset_")
+
+
+def new_upload_id() -> str:
+    return new_id("upload_")
+
+
+class SimAsset(models.Model):
+    """An image on the simulated account: made by POST /assets or a completed upload."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_asset_id, editable=False)
+    name = models.CharField(max_length=300, blank=True)
+    content_type = models.CharField(max_length=100)
+    data = models.BinaryField()
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+
+class SimUpload(models.Model):
+    """A multipart upload (POST /uploads): its parts arrive at their own URLs."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_upload_id, editable=False)
+    file_name = models.CharField(max_length=300)
+    file_size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20)
+    parts_count = models.PositiveIntegerField()
+    # Scenario's upload statuses: pending until completed, then complete or failed.
+    status = models.CharField(max_length=20, default="pending")
+    asset_id = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+
+class SimUploadPart(models.Model):
+    upload = models.ForeignKey(SimUpload, on_delete=models.CASCADE, related_name="received")
+    number = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["upload", "number"], name="sim_part_once")]
+
+    def __str__(self) -> str:
+        return f"{self.upload_id} part {self.number}"
 
 
 class SimJob(models.Model):

@@ -86,6 +86,12 @@ class Renderer:
                 for image in (images if all_images else images[:LISTED_TRAINING_IMAGES])
             ],
         }
+        pairs = list(model.pairs.all())
+        if pairs:
+            body["trainingImagePairs"] = [
+                {"sourceId": p.source_id, "targetId": p.target_id, "instruction": p.instruction}
+                for p in pairs
+            ]
         if model.owner_id:
             body["ownerId"] = model.owner_id
         if timeline:
@@ -160,7 +166,7 @@ class Renderer:
             "id": image.asset_id,
             "automaticCaptioning": "",
             "createdAt": iso(image.created_at),
-            "description": "",
+            "description": image.description,
             "downloadUrl": self.image_url(image),
             "name": image.name,
         }

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from simulator import clock, faults, images, parameters, pricing, spec
 from simulator.lifecycle import Schedule, train_seconds
-from simulator.models import RequestLog, SimJob, SimModel, SimTrainingImage, new_id
+from simulator.models import RequestLog, SimAsset, SimJob, SimModel, SimTrainingImage
 from simulator.render import Renderer, epoch_name
 
 DRY_RUN_STATUS = 269  # what Scenario's SDK documents for a dry run
@@ -310,40 +310,6 @@ def _check_epoch(model: SimModel, epoch: object, schedule: Schedule) -> None:
         raise ApiError(400, f"epoch {epoch!r} does not exist for this model")
 
 
-@endpoint("POST")
-def training_images(request: HttpRequest, model_id: str) -> HttpResponse:
-    body = _body(request)
-    asset_id, data = body.get("assetId"), body.get("data")
-    if bool(asset_id) == bool(data):
-        raise ApiError(400, "Give either assetId or data (a data URL), not both or neither")
-    name = _name(body.get("name") or "")
-    content_type, payload = "", b""
-    if data:
-        content_type, payload = _decode_data_url(data)
-    elif not isinstance(asset_id, str) or not ASSET_ID.fullmatch(asset_id):
-        raise ApiError(400, "assetId must be an asset id (letters, digits, _ and -)")
-    with transaction.atomic():
-        model = _model(model_id, lock=True)
-        now = clock.now()
-        if _is_training(model, Schedule.load(now)):
-            raise ApiError(400, "Model is training: training images cannot change now")
-        image_id = asset_id or new_id("asset_")
-        if SimTrainingImage.objects.filter(model=model, asset_id=image_id).exists():
-            raise ApiError(400, f"{image_id} is already a training image of this model")
-        image = SimTrainingImage.objects.create(
-            model=model,
-            asset_id=image_id,
-            name=name or f"{image_id}.png",
-            content_type=content_type,
-            data=payload,
-            created_at=now,
-        )
-        model.updated_at = now
-        model.save(update_fields=["updated_at"])
-    renderer = _renderer(request, now)
-    return JsonResponse({"trainingImage": renderer.training_image(image)})
-
-
 def _decode_data_url(data: object) -> tuple[str, bytes]:
     match = DATA_URL.match(data) if isinstance(data, str) else None
     if match is None:
@@ -608,7 +574,10 @@ def sample_image(request: HttpRequest, job_id: str, epoch: str, prompt: int) -> 
 def asset_image(request: HttpRequest, asset_id: str) -> HttpResponse:
     image = SimTrainingImage.objects.filter(asset_id=asset_id).first()
     if image is None:
-        raise ApiError(404, f"Asset {asset_id} not found")
+        image = SimAsset.objects.filter(pk=asset_id).first()
+        if image is None:
+            raise ApiError(404, f"Asset {asset_id} not found")
+        return _picture(bytes(image.data), image.content_type)
     request.sim_model_id = image.model_id
     if image.data:
         return _picture(bytes(image.data), image.content_type)

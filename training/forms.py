@@ -27,6 +27,7 @@ CONTROL_NAMES = frozenset(
         "quote_id",
         "action",
         "override_budget",
+        "preflight_override",
     }
 )
 # Extra blank rows a person may add beyond the trainer's limit are not worth keeping.

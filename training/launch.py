@@ -37,7 +37,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, params, quotes, request_params, services
+from training import access, budgets, params, preflight, quotes, request_params, services
 from training.forms import LaunchForm
 from training.fragments import page_or_fragment
 from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
@@ -130,6 +130,13 @@ class ModelChoice:
     def status(self) -> str:
         return access.card_status(self.model)
 
+    @property
+    def images_url(self) -> str:
+        """The model's page, where its training images are added; "" for a voice model."""
+        if preflight.needs_for(self.model.type) is None:
+            return ""
+        return reverse("dataset", kwargs={"remote_id": self.model.remote_id})
+
 
 def _trainable(user):
     return access.trainable_models(user).filter(type__in=params.TRAINABLE_TYPES)
@@ -138,7 +145,7 @@ def _trainable(user):
 def _problem(model: ScenarioModel) -> str:
     """Why a model cannot be trained now, or ""."""
     if model.training_images_number <= 0:
-        return "No training images yet: add some on Scenario, then refresh."
+        return "No training images yet: add some on its model page (or on Scenario, then refresh)."
     return ""
 
 
@@ -230,6 +237,7 @@ def _context(request, *, model=None, form=None, quote=None, key=None, panel=None
         "quote": quote,
         "idempotency_key": key or uuid.uuid4(),
         **(panel or {}),
+        **preflight.form_context(request, model, form),
         **extra,
     }
 
@@ -308,7 +316,7 @@ def _launch_post(request):
             return _unasked_launch(request, form, launched)
     elif action == "confirm":
         panel = _panel_context(request, quote)
-        if _may_confirm(form, quote, panel):
+        if _may_confirm(request, form, quote, panel):
             return _confirm(request, form, quote, key, panel)
     elif action == "launch" and _ready(form, quote):
         # The confirmation's own button: the service decides, with the budget as it is now.
@@ -360,13 +368,13 @@ def _ready(form: LaunchForm, quote: QuoteState) -> bool:
     return False
 
 
-def _may_confirm(form: LaunchForm, quote: QuoteState, panel: dict) -> bool:
+def _may_confirm(request, form: LaunchForm, quote: QuoteState, panel: dict) -> bool:
     """Whether the launch can be confirmed: said on the form before, never after confirming.
 
     The panel already explains a launch past the budget and one by someone in no team, so
     those add no second message; a lead who did not tick the override is pointed to the box.
     """
-    if not _ready(form, quote):
+    if not _ready(form, quote) or _preflight_refused(request, form, quote):
         return False
     if not panel["may_launch"] or (panel["budget_over"] and not panel["may_override"]):
         return False
@@ -422,8 +430,18 @@ def _sent_in_words(form: LaunchForm) -> list[tuple[str, str]]:
     return rows
 
 
+def _preflight_refused(request, form: LaunchForm, quote: QuoteState) -> bool:
+    """Say on the quote panel why the dataset check stops this launch, if it does."""
+    refusal = preflight.refusal_for(request, form.model, form.parameters)
+    if refusal:
+        quote.error = refusal
+    return bool(refusal)
+
+
 def _launch(request, form: LaunchForm, quote: QuoteState, key: uuid.UUID):
     """Create the run at the server's quote and go to it, or say why not (returns None)."""
+    if _preflight_refused(request, form, quote):
+        return None
     try:
         with transaction.atomic():
             # Refused below, the launch rolls this back: the quote stays good for a retry.

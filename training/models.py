@@ -289,3 +289,109 @@ class Quote(models.Model):
 
     def __str__(self) -> str:
         return f"Quote of {self.cost} CU for {self.model}"
+
+
+# --- Datasets: training images brought to Scenario from the dashboard ------------------------
+
+
+def dataset_storage():
+    """Keep uploaded files in the data folder, next to the database."""
+    from django.core.files.storage import FileSystemStorage
+
+    return FileSystemStorage(location=settings.DATA_DIR / "datasets")
+
+
+class Dataset(models.Model):
+    """A model's training images as the dashboard keeps them, and what Scenario still needs."""
+
+    model = models.OneToOneField(ScenarioModel, on_delete=models.CASCADE, related_name="dataset")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The word every caption should carry for the concept to be learned.
+    trigger_word = models.CharField(max_length=100, blank=True)
+    # The pairs changed here since they were last sent (PUT …/training-images/pairs).
+    pairs_dirty = models.BooleanField(default=False)
+    # One worker at a time sends this dataset to Scenario; the lease ends by itself.
+    sync_lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Dataset of {self.model}"
+
+
+class UploadBatch(models.Model):
+    """One drop of files: what went in and what did not, and why."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # [{"name": file name, "reason": why it was refused}]
+    refused = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Upload {self.pk} to {self.dataset}"
+
+
+class ImageState(models.TextChoices):
+    QUEUED = "queued", "Waiting to be sent"
+    UPLOADED = "uploaded", "Uploaded, not attached yet"
+    ATTACHED = "attached", "On Scenario"
+    FAILED = "failed", "Not sent"
+    DELETING = "deleting", "Being removed"
+
+
+class DatasetImage(models.Model):
+    """A training image: its file here, its asset on Scenario once sent."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    batch = models.ForeignKey(
+        UploadBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="images"
+    )
+    file = models.FileField(upload_to="%Y/%m/", storage=dataset_storage, max_length=300)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    # A perceptual hash (imagehash's phash, hex): near-duplicates differ in few bits.
+    phash = models.CharField(max_length=64)
+    caption = models.TextField(blank=True)
+    # The caption changed here since it was sent.
+    caption_dirty = models.BooleanField(default=False)
+    state = models.CharField(max_length=10, choices=ImageState.choices, default=ImageState.QUEUED)
+    # The asset once uploaded; the training image id once attached (the same on Scenario).
+    remote_id = models.CharField(max_length=100, blank=True)
+    # A replacement: the training image this one takes the place of on Scenario.
+    replaces_remote_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImagePair(models.Model):
+    """A before/after pair for the edit and kontext trainers."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="pairs")
+    source = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(
+        DatasetImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    instruction = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.source} → {self.target or '?'}"

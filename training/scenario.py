@@ -71,6 +71,7 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TRAINING_JOB_TYPES = ("flux-model-training", "musubi-model-training", "model-training")
 JOBS_PAGE_SIZE = 100  # the documented maximum is 200
 JOBS_MAX_PAGES = 5
+MAX_ASSET_IDS_PER_REQUEST = 10  # "up to 10 asset IDs are allowed" in batch mode
 MAX_MESSAGE_LENGTH = 300
 
 
@@ -235,6 +236,18 @@ class TrainingImage:
     id: str
     name: str
     url: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart upload: where to PUT each part, then what it became (`asset_id`)."""
+
+    id: str
+    status: str
+    asset_id: str
+    error: str
+    part_urls: list[str]
 
 
 @dataclass(frozen=True)
@@ -423,6 +436,22 @@ def parse_training_image(data: Mapping) -> TrainingImage:
         id=_field(data, "id", "str", "trainingImage"),
         name=_field(data, "name", "str", "trainingImage", required=False) or "",
         url=_field(data, "downloadUrl", "str", "trainingImage", required=False) or "",
+        description=_field(data, "description", "str", "trainingImage", required=False) or "",
+    )
+
+
+def parse_upload(data: Mapping) -> Upload:
+    parts = _field(data, "parts", "list", "upload", required=False) or []
+    ordered = sorted(
+        (p for p in parts if isinstance(p, dict) and isinstance(p.get("url"), str)),
+        key=lambda p: p.get("number") if isinstance(p.get("number"), int | float) else 0,
+    )
+    return Upload(
+        id=_field(data, "id", "str", "upload"),
+        status=_field(data, "status", "str", "upload"),
+        asset_id=_field(data, "entityId", "str", "upload", required=False) or "",
+        error=_field(data, "errorMessage", "str", "upload", required=False) or "",
+        part_urls=[p["url"] for p in ordered],
     )
 
 
@@ -769,6 +798,71 @@ class ScenarioClient:
             body["name"] = name
         data = self._call("POST", f"/models/{_id(model_id)}/training-images", json=body)
         return parse_training_image(_object(data, "trainingImage"))
+
+    def add_training_images(self, model_id: str, asset_ids: list[str]) -> list[TrainingImage]:
+        """Attach up to 10 assets at once (batch mode); a failed batch attaches none."""
+        if not 1 <= len(asset_ids) <= MAX_ASSET_IDS_PER_REQUEST:
+            raise ValueError(f"Give 1 to {MAX_ASSET_IDS_PER_REQUEST} asset ids")
+        path = f"/models/{_id(model_id)}/training-images"
+        data = self._call("POST", path, json={"assetIds": list(asset_ids)})
+        listed = data.get("trainingImages")
+        if isinstance(listed, list):
+            return [parse_training_image(i) for i in listed if isinstance(i, dict)]
+        return [parse_training_image(_object(data, "trainingImage"))]
+
+    def replace_training_image(
+        self, model_id: str, image_id: str, *, asset_id: str = "", description: str | None = None
+    ) -> TrainingImage:
+        """Replace an image by another asset, or set its caption (`description`).
+
+        The subset documents `description` in the training image's answer but not in this
+        request's body; its schemas allow extra fields, and this is where a caption can go.
+        """
+        body: dict[str, Any] = {"assetId": asset_id} if asset_id else {}
+        if description is not None:
+            body["description"] = description
+        path = f"/models/{_id(model_id)}/training-images/{_id(image_id)}"
+        data = self._call("PUT", path, json=body)
+        return parse_training_image(_object(data, "trainingImage"))
+
+    def delete_training_image(self, model_id: str, image_id: str) -> None:
+        self._call("DELETE", f"/models/{_id(model_id)}/training-images/{_id(image_id)}")
+
+    def set_training_image_pairs(self, model_id: str, pairs: list[dict]) -> int:
+        """Replace every before/after pair: [{sourceId, targetId, instruction}]."""
+        path = f"/models/{_id(model_id)}/training-images/pairs"
+        data = self._call("PUT", path, json=list(pairs))
+        return int(_field(data, "count", "number", "answer"))
+
+    def create_upload(self, *, file_name: str, size: int, content_type: str) -> Upload:
+        """Open a one-part image upload; its part goes to `part_urls[0]`."""
+        body = {
+            "fileName": file_name,
+            "fileSize": size,
+            "contentType": content_type,
+            "kind": "image",
+            "parts": 1,
+        }
+        return parse_upload(_object(self._call("POST", "/uploads", json=body), "upload"))
+
+    def put_upload_part(self, url: str, content: bytes) -> None:
+        """PUT a part to its presigned URL: the URL is the credential, so no basic auth."""
+        try:
+            response = requests.put(url, data=content, timeout=self.timeout)
+        except requests.RequestException as error:
+            # Putting the same bytes to the same part again is harmless.
+            raise Unavailable(f"Could not send the file ({type(error).__name__})") from None
+        logger.info("Scenario upload part -> %s", response.status_code)
+        if not 200 <= response.status_code < 300:
+            raise error_for(response, write=False)
+
+    def complete_upload(self, upload_id: str) -> Upload:
+        path = f"/uploads/{_id(upload_id)}/action"
+        data = self._call("POST", path, json={"action": "complete"})
+        return parse_upload(_object(data, "upload"))
+
+    def get_upload(self, upload_id: str) -> Upload:
+        return parse_upload(_object(self._call("GET", f"/uploads/{_id(upload_id)}"), "upload"))
 
     def set_epoch(self, model_id: str, epoch: str) -> Model:
         data = self._call("PUT", f"/models/{_id(model_id)}", json={"epoch": epoch})

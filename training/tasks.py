@@ -11,7 +11,7 @@ import logging
 
 from celery import Task, shared_task
 
-from training import scenario, services
+from training import datasets, scenario, services
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +84,9 @@ def sync_models() -> int:
         if error.transient:
             raise services.TryAgain.from_error(error) from error
         raise
+
+
+@shared_task(**RETRYING)
+def sync_dataset(dataset_id: int) -> None:
+    # Uploads, attaches, captions, removals and pairs; each step records what it did.
+    datasets.sync(dataset_id)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import history, launch, views
+from training import dataset_views, history, launch, views
 
 urlpatterns = [
     # Monitoring
@@ -31,4 +31,32 @@ urlpatterns += [
     path("history/", history.history, name="history"),
     path("history.csv", history.history_csv, name="history_csv"),
     path("compare/", history.compare, name="compare"),
+]
+
+# Datasets: a model's training images
+_dataset = "models/<str:remote_id>/"
+urlpatterns += [
+    path("models/new/", dataset_views.dataset_new, name="dataset_new"),
+    path(_dataset, dataset_views.dataset_page, name="dataset"),
+    path(_dataset + "status/", dataset_views.dataset_status, name="dataset_status"),
+    path(_dataset + "upload/", dataset_views.dataset_upload, name="dataset_upload"),
+    path(_dataset + "trigger/", dataset_views.dataset_trigger, name="dataset_trigger"),
+    path(_dataset + "pairs/", dataset_views.dataset_pair_add, name="dataset_pair_add"),
+    path(
+        _dataset + "pairs/<int:pk>/remove/",
+        dataset_views.dataset_pair_remove,
+        name="dataset_pair_remove",
+    ),
+    path(_dataset + "images/<int:pk>/", dataset_views.dataset_image_file, name="dataset_image"),
+    path(
+        _dataset + "images/<int:pk>/caption/",
+        dataset_views.dataset_caption,
+        name="dataset_caption",
+    ),
+    path(
+        _dataset + "images/<int:pk>/replace/",
+        dataset_views.dataset_replace,
+        name="dataset_replace",
+    ),
+    path(_dataset + "images/<int:pk>/remove/", dataset_views.dataset_remove, name="dataset_remove"),
 ]
