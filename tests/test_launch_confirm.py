@@ -43,7 +43,15 @@ def test_the_launch_button_leads_to_a_confirmation_that_shows_the_quote(
     launch = post(client, knight, action="launch", base=read_form(confirmation).post_data())
     run = TrainingRun.objects.get()
     assert launch["Location"] == reverse("run_detail", args=[run.pk])
-    assert run.parameters == {"maxTrainSteps": 1200, "nbEpochs": 6, "samplePrompts": ["a knight"]}
+    # What the form showed is what is sent, its pre-filled defaults included.
+    assert run.parameters == {
+        "maxTrainSteps": 1200,
+        "nbEpochs": 6,
+        "samplePrompts": ["a knight"],
+        "learningRate": 1e-4,
+        "learningRateTextEncoder": 1e-5,
+        "rank": 16,
+    }
     assert run.quote_cu_cost == cost
 
 

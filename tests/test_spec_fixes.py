@@ -80,7 +80,7 @@ def test_the_fourth_training_image_of_a_model_can_be_a_sample_source(scenario, c
     values = {"samplePrompts": ["a paladin at dawn"], "sampleSourceImages": [fourth]}
     response = estimate(client, model, values)
     assert "Not one of this model" not in response.content.decode()
-    assert read_form(response).hidden("quote_token")
+    assert read_form(response).hidden("quote_id")
 
 
 def test_a_sync_does_not_read_each_model_again_once_it_holds_all_its_images(scenario):
@@ -328,7 +328,7 @@ def test_the_run_page_shows_what_scenario_trained_with_and_marks_each_difference
 
 def parameter_row(html: str, name: str) -> str:
     """The row of the parameters table for one parameter name."""
-    rows = html[html.index('<table class="table params">') :].split("</table>")[0].split("<tr")
+    rows = html[html.index('<table class="table params') :].split("</table>")[0].split("<tr")
     return next(row for row in rows if f'mono">{name}</div>' in row)
 
 
