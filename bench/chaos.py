@@ -5,8 +5,8 @@
 It starts its own Redis on a spare port, the simulator (a Django dev server) with random
 faults (503s, 429s, answers that hang past the read timeout, answers lost after the work was
 done), a Celery beat and two Celery workers, all on a dedicated Postgres database
-(CHAOS_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/chaos_bench, created if
-missing, emptied at each start). It launches one run on each of N models, a share of them set
+(CHAOS_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/chaos_bench, created anew
+at each start). It launches one run on each of N models, a share of them set
 to fail, cancels a share at random moments, SIGKILLs a worker every few seconds (and starts it
 again, as a supervisor would), kills Redis once and starts it again empty, waits for every run
 to end, and prints, from the simulator's request log and the database:
@@ -219,8 +219,8 @@ def make_plan(options: Options, rng: random.Random) -> Plan:
 
 
 def prepare_environment(url: str, stack: Stack) -> None:
-    """Point this process at the stack's database and broker; migrate and empty the database."""
-    ensure_database(url)
+    """Point this process at the stack's database and broker, created anew and migrated."""
+    ensure_database(url, fresh=True)
     os.environ.update(stack.env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
     import django
@@ -229,7 +229,6 @@ def prepare_environment(url: str, stack: Stack) -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
-    call_command("flush", interactive=False, verbosity=0)
 
 
 def seed_models(plan: Plan):

@@ -79,7 +79,12 @@ def prepare_environment(url: str) -> None:
     django.setup()
 
 
-def ensure_database(url: str) -> None:
+def ensure_database(url: str, *, fresh: bool = False) -> None:
+    """Create the bench's own database if missing; `fresh` drops it first.
+
+    A fresh one is migrated from nothing, so a database left by an older migration history
+    (a renamed migration, say) cannot break the next run.
+    """
     import psycopg
 
     parts = urlsplit(url)
@@ -87,6 +92,8 @@ def ensure_database(url: str) -> None:
     server = urlunsplit((parts.scheme.replace("postgres", "postgresql", 1), parts.netloc,
                          "/postgres", "", ""))  # fmt: skip
     with psycopg.connect(server, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
             print(f"created database {name}")

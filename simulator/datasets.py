@@ -285,14 +285,14 @@ def _sources(body: dict) -> list[tuple[str, str, str]]:
         given.append("data")
     if len(given) != 1:
         raise ApiError(400, "Give one of assetId, assetIds (up to 10) or data (a data URL)")
-    name = body.get("name") or ""
-    if not isinstance(name, str):
-        raise ApiError(400, "name must be a string")
+    name = views._name(body.get("name") or "")
     if data:
         return [("", name, data)]
     ids = [asset_id] if asset_id else asset_ids
-    if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-        raise ApiError(400, "assetIds must be a list of asset ids")
+    if not isinstance(ids, list) or not all(
+        isinstance(i, str) and views.ASSET_ID.fullmatch(i) for i in ids
+    ):
+        raise ApiError(400, "assetIds must be a list of asset ids (letters, digits, _ and -)")
     if len(ids) > MAX_BATCH:
         raise ApiError(400, f"Up to {MAX_BATCH} asset IDs are allowed, not {len(ids)}")
     if len(set(ids)) != len(ids):

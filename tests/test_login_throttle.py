@@ -75,3 +75,12 @@ def test_a_success_before_the_limit_starts_the_count_again(client, alice):
     client.logout()
     sign_in(client, "alice", "not-the-password")
     assert sign_in(client, "alice", PASSWORD).status_code == 302
+
+
+def test_a_username_longer_than_any_account_is_refused_at_the_field(client):
+    response = client.post(reverse("login"), {"username": "x" * 100_000, "password": "p"})
+    assert response.status_code == 200
+    assert "That username and password do not match" in response.content.decode()
+    # Refused by the form, it never reached django-axes, whose attempt log keeps 255
+    # characters (on Postgres the insert failed with a 500).
+    assert not AccessAttempt.objects.exists()

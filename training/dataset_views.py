@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from training import access, datasets, params, preflight
+from training import access, datasets, params, preflight, request_params
 from training.launch import describe_error
 from training.models import (
     Dataset,
@@ -86,8 +86,7 @@ def dataset_new(request):
 
 def _dataset_for(request, remote_id: str) -> Dataset:
     """The dataset of a model the user may train, or 404."""
-    if len(remote_id) > 100:
-        raise Http404
+    remote_id = request_params.clean_text(remote_id, "model", max_length=100)
     model = access.trainable_models(request.user).filter(remote_id=remote_id).first()
     if model is None or preflight.needs_for(model.type) is None:
         raise Http404("No such model here.")
