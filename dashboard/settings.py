@@ -322,6 +322,35 @@ MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, mi
 MODEL_REFRESH_INTERVAL_SECONDS = env_float("MODEL_REFRESH_INTERVAL_SECONDS", 30.0, minimum=0)
 DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=1)
 
+# --- Notifications -------------------------------------------------------------------------
+
+# Where people reach the dashboard: links in emails and webhooks are absolute from it.
+DASHBOARD_BASE_URL = env_str("DASHBOARD_BASE_URL", f"http://127.0.0.1:{DASHBOARD_PORT}").rstrip("/")
+if not DASHBOARD_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"DASHBOARD_BASE_URL must be an http(s) URL, not {DASHBOARD_BASE_URL!r}"
+    )
+# Email goes to an SMTP server when EMAIL_HOST is set; without it, each message is written to
+# a file in the data folder (mail/), so nothing is lost and nothing needs a server.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "training-dashboard@localhost")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(DATA_DIR / "mail")
+# Scenario's training events (the doorbell) make a run due for a poll at most this often per
+# model.
+DOORBELL_INTERVAL_SECONDS = env_float("DOORBELL_INTERVAL_SECONDS", 5.0, minimum=0)
+# The simulator calls this URL on model.training.started|completed|failed|cancelled, as
+# Scenario calls a team's webhook; empty: it calls nobody.
+SIMULATOR_WEBHOOK_URL = env_str("SIMULATOR_WEBHOOK_URL")
+
 # --- Celery ---------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
