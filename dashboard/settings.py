@@ -330,10 +330,11 @@ if not DASHBOARD_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(
         f"DASHBOARD_BASE_URL must be an http(s) URL, not {DASHBOARD_BASE_URL!r}"
     )
-# Email goes to an SMTP server when EMAIL_HOST is set; without it, each message is written to
-# a file in the data folder (mail/), so nothing is lost and nothing needs a server.
+# Email goes to the SMTP server EMAIL_HOST (in production, the machine's own by default). In
+# development without it, each message is written to a file in the data folder (mail/), so
+# nothing needs a server.
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "training-dashboard@localhost")
-_email_host = env_str("EMAIL_HOST")
+_email_host = env_str("EMAIL_HOST", "" if DEBUG else "localhost")
 if _email_host:
     _mailer = {
         "BACKEND": "django.core.mail.backends.smtp.EmailBackend",

@@ -321,3 +321,16 @@ def test_the_check_refuses_a_replay_older_than_five_minutes():
     assert not webhooks.verify(SECRET, header, body, now=1_700_000_000 + 301)
     assert not webhooks.verify(SECRET, "t=1700000000", body, now=1_700_000_000)
     assert not webhooks.verify(SECRET, "nonsense", body)
+
+
+def test_without_a_mail_server_an_email_fails_saying_so(alice, model, settings):
+    settings.MAILERS = {}  # a configuration without a default mailer
+    wants_email(alice, "alice@example.com")
+    run = make_run(alice, model, S.RUNNING, job_id="job_1")
+    assert services.transition(run, S.SUCCEEDED, expected=[S.RUNNING], source="worker")
+    assert notifications.deliver(Delivery.objects.get().pk)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.last_error) == (
+        DeliveryStatus.FAILED,
+        "No mail server is set (EMAIL_HOST)",
+    )

@@ -18,7 +18,7 @@ from functools import partial
 
 import requests
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import MailerDoesNotExist, send_mail
 from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -168,6 +168,8 @@ def _send_email(delivery: Delivery, end: dict) -> None:
             settings.DEFAULT_FROM_EMAIL,
             [delivery.recipient],
         )
+    except MailerDoesNotExist as error:
+        raise DeliveryFailed("No mail server is set (EMAIL_HOST)", permanent=True) from error
     except OSError as error:  # smtplib's errors are OSErrors, as are refused connections
         raise DeliveryFailed(f"The mail server did not take it: {error}") from error
 
