@@ -410,4 +410,5 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "training.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "sync-models": {"task": "training.tasks.sync_models", "schedule": MODEL_SYNC_INTERVAL_SECONDS},
+    "resend-notifications": {"task": "training.tasks.resend_notifications", "schedule": 60.0},
 }

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from datetime import timedelta
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,8 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from celery.signals import task_postrun
 from django.db import transaction
+from django.utils import timezone
 
-from tests.fixtures.workers import make_run, mirror, reload
+from tests.fixtures.workers import broker_unreachable, make_run, mirror, reload
 from training import notifications, services, tasks, webhooks
 from training.models import (
     Channel,
@@ -31,6 +33,7 @@ from training.models import (
 S = RunState
 BASE_URL = "https://dashboard.example.com"
 SECRET = webhooks.new_secret()
+TEAM_HELD = "held-for-its-retry"
 
 
 def free_port() -> int:
@@ -278,15 +281,18 @@ def test_a_webhook_that_keeps_failing_is_given_up_after_the_bounded_attempts(
     run = make_run(alice, model, S.RUNNING, job_id="job_1")
     assert services.transition(run, S.FAILED, expected=[S.RUNNING], source="worker")
     delivery = Delivery.objects.get()
-    outcomes = [notifications.deliver(delivery.pk) for _ in range(notifications.MAX_ATTEMPTS)]
-    assert outcomes == [False] * (notifications.MAX_ATTEMPTS - 1) + [True]
+    outcomes = []
+    for _ in range(notifications.MAX_ATTEMPTS):
+        outcomes.append(notifications.deliver(delivery.pk))
+        Delivery.objects.update(claimed_until=None)  # as if each retry's countdown had passed
+    assert outcomes == [2.0, 4.0, 8.0, 16.0, None]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (
         DeliveryStatus.FAILED,
         notifications.MAX_ATTEMPTS,
     )
     assert delivery.last_error == "The webhook answered 503"
-    assert notifications.deliver(delivery.pk)  # given up on: nothing more is sent
+    assert notifications.deliver(delivery.pk) is None  # given up on: nothing more is sent
     assert len(receiver.to("/down")) == notifications.MAX_ATTEMPTS
 
 
@@ -295,7 +301,7 @@ def test_a_webhook_that_refuses_is_not_tried_again(alice, model, receiver):
     receiver.planned["/gone"] = [410]
     run = make_run(alice, model, S.RUNNING, job_id="job_1")
     assert services.transition(run, S.SUCCEEDED, expected=[S.RUNNING], source="worker")
-    assert notifications.deliver(Delivery.objects.get().pk)
+    assert notifications.deliver(Delivery.objects.get().pk) is None
     assert Delivery.objects.get().status == DeliveryStatus.FAILED
     assert len(receiver.to("/gone")) == 1
 
@@ -305,7 +311,7 @@ def test_an_unreachable_mail_server_is_an_error_in_words(alice, model, settings)
     wants_email(alice, "alice@example.com")
     run = make_run(alice, model, S.RUNNING, job_id="job_1")
     assert services.transition(run, S.SUCCEEDED, expected=[S.RUNNING], source="worker")
-    assert not notifications.deliver(Delivery.objects.get().pk)
+    assert notifications.deliver(Delivery.objects.get().pk) == 2.0
     delivery = Delivery.objects.get()
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.last_error.startswith("The mail server did not take it")
@@ -328,9 +334,29 @@ def test_without_a_mail_server_an_email_fails_saying_so(alice, model, settings):
     wants_email(alice, "alice@example.com")
     run = make_run(alice, model, S.RUNNING, job_id="job_1")
     assert services.transition(run, S.SUCCEEDED, expected=[S.RUNNING], source="worker")
-    assert notifications.deliver(Delivery.objects.get().pk)
+    assert notifications.deliver(Delivery.objects.get().pk) is None
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.last_error) == (
         DeliveryStatus.FAILED,
         "No mail server is set (EMAIL_HOST)",
     )
+
+
+@pytest.mark.worker
+def test_a_delivery_whose_task_was_lost_is_sent_by_the_resend_sweep(
+    celery_worker_thread, alice, model, receiver
+):
+    hooks_for(alice.membership.team, chat_url=f"{receiver.url}/chat")
+    run = make_run(alice, model, S.RUNNING, job_id="job_1")
+    with broker_unreachable():  # the task published on commit is lost
+        assert services.transition(run, S.SUCCEEDED, expected=[S.RUNNING], source="worker")
+    delivery = Delivery.objects.get()
+    assert notifications.resend_stale() == 0  # too young to be called lost
+    Delivery.objects.update(created_at=delivery.created_at - timedelta(minutes=2))
+    held = Delivery.objects.create(
+        run=run, channel=Channel.WEBHOOK, recipient=TEAM_HELD, claimed_until=timezone.now()
+    )
+    assert notifications.resend_stale() == 1  # the one held for its retry is left to it
+    wait_for(lambda: Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SENT)
+    assert len(receiver.to("/chat")) == 1
+    assert Delivery.objects.get(pk=held.pk).attempts == 0

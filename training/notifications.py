@@ -5,7 +5,8 @@ a run final. It writes one Delivery row per channel and recipient (a unique cons
 it to one, however often a final transition is attempted) and enqueues their sending on
 commit. `deliver` sends one row: it claims the row with a conditional UPDATE (a second task
 for a row already sent or being sent returns quietly), records each attempt and its error,
-and asks for a retry until MAX_ATTEMPTS. Browser notifications are not in the outbox: the
+and asks for a retry until MAX_ATTEMPTS; `resend_stale` (on beat's schedule) publishes again a
+row whose task was lost. Browser notifications are not in the outbox: the
 open dashboard shows them (static/js/notify.js).
 """
 
@@ -42,6 +43,9 @@ MAX_ATTEMPTS = 5
 # A sender holds a row this long; a sender that died lets the next one try after it.
 CLAIM_SECONDS = 120
 TIMEOUT = (3.05, 10)
+# A pending row nobody has tried for this long lost its task; the resend sweep publishes it.
+RESEND_AFTER_SECONDS = 60
+RESEND_BATCH = 200
 TEAM = "team"
 
 
@@ -93,11 +97,11 @@ def enqueue(delivery_id: int) -> None:
 # --- Sending --------------------------------------------------------------------------------
 
 
-def deliver(delivery_id: int) -> bool:
+def deliver(delivery_id: int) -> float | None:
     """Send one delivery if it is still pending and nobody else is sending it.
 
-    Returns False when it should be tried again later (the caller retries); True when it is
-    done with: sent, given up on, or not this caller's to send.
+    Returns the seconds after which to try again, or None when it is done with: sent, given
+    up on, or not this caller's to send.
     """
     now = timezone.now()
     claimed = (
@@ -106,22 +110,44 @@ def deliver(delivery_id: int) -> bool:
         .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     )
     if not claimed:
-        return True  # sent already, given up on, or another sender has it
+        return None  # sent already, given up on, or another sender has it
     delivery = Delivery.objects.select_related("run__model", "run__created_by").get(pk=delivery_id)
     try:
         SENDERS[delivery.channel](delivery, run_end(delivery.run))
     except DeliveryFailed as error:
-        give_up = error.permanent or delivery.attempts >= MAX_ATTEMPTS
-        _finish(delivery, DeliveryStatus.FAILED if give_up else DeliveryStatus.PENDING, str(error))
-        return give_up
+        if error.permanent or delivery.attempts >= MAX_ATTEMPTS:
+            _finish(delivery, DeliveryStatus.FAILED, str(error))
+            return None
+        delay = retry_delay(delivery.attempts)
+        # Held until the retry is due: the resend sweep leaves it to the retry until then.
+        until = timezone.now() + timedelta(seconds=delay)
+        _finish(delivery, DeliveryStatus.PENDING, str(error), claimed_until=until)
+        return delay
     _finish(delivery, DeliveryStatus.SENT, "", sent_at=timezone.now())
-    return True
+    return None
+
+
+def retry_delay(attempts: int) -> float:
+    """2, 4, 8, 16 s after the 1st to 4th failed attempt: a receiver's hiccup is waited out."""
+    return float(min(2**attempts, 60))
 
 
 def _finish(delivery: Delivery, status: str, error: str, **fields) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(
-        status=status, last_error=error, claimed_until=None, **fields
+    fields.setdefault("claimed_until", None)
+    Delivery.objects.filter(pk=delivery.pk).update(status=status, last_error=error, **fields)
+
+
+def resend_stale() -> int:
+    """Publish again the deliveries whose task was lost (a broker down at commit, a dead
+    worker); returns how many. A row held for its retry is left to that retry."""
+    stale = timezone.now() - timedelta(seconds=RESEND_AFTER_SECONDS)
+    lost = Delivery.objects.filter(status=DeliveryStatus.PENDING).filter(
+        Q(claimed_until__isnull=True, created_at__lt=stale) | Q(claimed_until__lt=stale)
     )
+    ids = list(lost.order_by("created_at").values_list("pk", flat=True)[:RESEND_BATCH])
+    for delivery_id in ids:
+        enqueue(delivery_id)
+    return len(ids)
 
 
 def run_end(run: TrainingRun) -> dict:

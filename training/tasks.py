@@ -92,15 +92,14 @@ def sync_dataset(dataset_id: int) -> None:
     datasets.sync(dataset_id)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    max_retries=notifications.MAX_ATTEMPTS - 1,
-    retry_backoff=True,
-    retry_backoff_max=MAX_COUNTDOWN,
-    retry_jitter=True,
-)
+@shared_task(bind=True, acks_late=True, max_retries=notifications.MAX_ATTEMPTS)
 def deliver_notification(self, delivery_id: int) -> None:
     # Each attempt is counted on the row, which also decides when to give up.
-    if not notifications.deliver(delivery_id):
-        raise self.retry(countdown=min(2**self.request.retries, MAX_COUNTDOWN))
+    delay = notifications.deliver(delivery_id)
+    if delay is not None:
+        raise self.retry(countdown=min(delay, MAX_COUNTDOWN))
+
+
+@shared_task(acks_late=True)
+def resend_notifications() -> int:
+    return notifications.resend_stale()
