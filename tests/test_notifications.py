@@ -58,8 +58,9 @@ class Inbox:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         message = message_from_bytes(envelope.content, policy=policy.default)
+        text, html = (message.get_body((kind,)).get_content() for kind in ("plain", "html"))
         self.messages.append(
-            {"to": envelope.rcpt_tos, "subject": message["Subject"], "text": message.get_content()}
+            {"to": envelope.rcpt_tos, "subject": message["Subject"], "text": text, "html": html}
         )
         return "250 Message accepted for delivery"
 
@@ -213,6 +214,7 @@ def test_a_finished_run_is_told_once_on_each_channel_even_when_its_tasks_run_twi
     assert email["to"] == ["alice@example.com"]
     assert email["subject"] == "Knight: Succeeded"
     assert all(words in email["text"] for words in expected), email["text"]
+    assert f'<img src="{sample.url}"' in email["html"]
     chat = json.loads(receiver.to("/chat")[0]["body"])
     assert chat["text"] == chat["content"]
     assert all(words in chat["text"] for words in expected), chat

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.mail import MailerDoesNotExist, send_mail
 from django.db import transaction
 from django.db.models import F, Q
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
@@ -193,6 +194,7 @@ def _send_email(delivery: Delivery, end: dict) -> None:
             text(end),
             settings.DEFAULT_FROM_EMAIL,
             [delivery.recipient],
+            html_message=render_to_string("training/email/run_end.html", {"end": end}),
         )
     except MailerDoesNotExist as error:
         raise DeliveryFailed("No mail server is set (EMAIL_HOST)", permanent=True) from error
