@@ -11,6 +11,7 @@ import json
 import secrets
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -110,9 +111,8 @@ def team_hooks(request):
         "form": form,
         "hooks": hooks,
         "new_secret": new_secret,
-        "doorbell_url": request.build_absolute_uri(
-            reverse("doorbell", args=[hooks.doorbell_token])
-        ),
+        "doorbell_url": settings.DASHBOARD_BASE_URL
+        + reverse("doorbell", args=[hooks.doorbell_token]),
         "header": webhooks.HEADER,
     }
     return render(request, "training/team_hooks.html", context)
