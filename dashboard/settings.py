@@ -322,6 +322,44 @@ MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, mi
 MODEL_REFRESH_INTERVAL_SECONDS = env_float("MODEL_REFRESH_INTERVAL_SECONDS", 30.0, minimum=0)
 DASHBOARD_REFRESH_SECONDS = env_float("DASHBOARD_REFRESH_SECONDS", 3.0, minimum=1)
 
+# --- Notifications -------------------------------------------------------------------------
+
+# Where people reach the dashboard: links in emails and webhooks are absolute from it.
+DASHBOARD_BASE_URL = env_str("DASHBOARD_BASE_URL", f"http://127.0.0.1:{DASHBOARD_PORT}").rstrip("/")
+if not DASHBOARD_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"DASHBOARD_BASE_URL must be an http(s) URL, not {DASHBOARD_BASE_URL!r}"
+    )
+# Email goes to the SMTP server EMAIL_HOST (in production, the machine's own by default). In
+# development without it, each message is written to a file in the data folder (mail/), so
+# nothing needs a server.
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "training-dashboard@localhost")
+_email_host = env_str("EMAIL_HOST", "" if DEBUG else "localhost")
+if _email_host:
+    _mailer = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _email_host,
+            "port": env_int("EMAIL_PORT", 25, minimum=1),
+            "username": env_str("EMAIL_HOST_USER"),
+            "password": env_str("EMAIL_HOST_PASSWORD"),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": 10,
+        },
+    }
+else:
+    _mailer = {
+        "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "OPTIONS": {"file_path": str(DATA_DIR / "mail")},
+    }
+MAILERS = {"default": _mailer}
+# Scenario's training events (the doorbell) make a run due for a poll at most this often per
+# model.
+DOORBELL_INTERVAL_SECONDS = env_float("DOORBELL_INTERVAL_SECONDS", 5.0, minimum=0)
+# The simulator calls this URL on model.training.started|completed|failed|cancelled, as
+# Scenario calls a team's webhook; empty: it calls nobody.
+SIMULATOR_WEBHOOK_URL = env_str("SIMULATOR_WEBHOOK_URL")
+
 # --- Celery ---------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("REDIS_URL") or "filesystem://"
@@ -372,4 +410,5 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "training.tasks.sweep", "schedule": SWEEP_INTERVAL_SECONDS},
     "sync-models": {"task": "training.tasks.sync_models", "schedule": MODEL_SYNC_INTERVAL_SECONDS},
+    "resend-notifications": {"task": "training.tasks.resend_notifications", "schedule": 60.0},
 }

@@ -24,7 +24,7 @@ from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from simulator import clock, faults, images, parameters, pricing, spec
+from simulator import clock, events, faults, images, parameters, pricing, spec
 from simulator.lifecycle import Schedule, train_seconds
 from simulator.models import RequestLog, SimAsset, SimJob, SimModel, SimTrainingImage
 from simulator.render import Renderer, epoch_name
@@ -366,6 +366,7 @@ def train(request: HttpRequest, model_id: str) -> HttpResponse:
             owner_id=model.owner_id,
             **facts,
         )
+    events.watch(job.id, model.id)
     renderer = _renderer(request, now)
     timeline = renderer.schedule.timeline(job.id)
     model = SimModel.objects.prefetch_related(_prefetch_images()).get(pk=model_id)

@@ -395,3 +395,84 @@ class ImagePair(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} → {self.target or '?'}"
+
+
+# --- Notifications: told when a run ends ----------------------------------------------------
+
+
+class NotificationPreference(models.Model):
+    """What one person wants to hear about the end of their runs, beyond the browser."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    email = models.BooleanField(default=False, help_text="An email when a run of mine ends.")
+
+    def __str__(self) -> str:
+        return f"Notifications of {self.user}"
+
+
+class TeamHooks(models.Model):
+    """A team's outgoing hooks (chat, generic) and its incoming doorbell for Scenario."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="hooks")
+    # Slack- and Discord-compatible incoming webhook: a JSON body with "text" and "content".
+    chat_url = models.URLField(max_length=1000, blank=True)
+    webhook_url = models.URLField(max_length=1000, blank=True)
+    # Signs what goes to webhook_url (training.webhooks); shown once, when it is made.
+    webhook_secret = models.CharField(max_length=100, blank=True)
+    # The secret part of the URL Scenario calls on training events (training.doorbell).
+    doorbell_token = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        verbose_name_plural = "team hooks"
+
+    def __str__(self) -> str:
+        return f"Hooks of {self.team}"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    CHAT = "chat", "Chat webhook"
+    WEBHOOK = "webhook", "Signed webhook"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Delivery(models.Model):
+    """The outbox: one notification of a run's end on one channel to one recipient.
+
+    Written in the transaction that makes the run final, so a run that ended has its rows, and
+    the unique constraint keeps it to one per run, channel and recipient however often that is
+    attempted.
+    """
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    # Who it is for: an email address, or the team for its hooks.
+    recipient = models.CharField(max_length=320)
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # One sender at a time: a sender holds the row until then; the lease ends by itself.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "channel", "recipient"], name="one_delivery_per_channel"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} to {self.recipient} for run {self.run_id}"

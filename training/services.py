@@ -42,7 +42,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, params, scenario
+from training import access, budgets, notifications, params, scenario
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -178,6 +178,8 @@ def transition(
                     actor=actor,
                     message=message,
                 )
+                if to_state in FINAL_STATES:
+                    notifications.record_run_end(run)  # the outbox, in this transaction
         if changed:
             for name, value in values.items():
                 setattr(run, name, value)

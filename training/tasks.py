@@ -11,7 +11,7 @@ import logging
 
 from celery import Task, shared_task
 
-from training import datasets, scenario, services
+from training import datasets, notifications, scenario, services
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +90,16 @@ def sync_models() -> int:
 def sync_dataset(dataset_id: int) -> None:
     # Uploads, attaches, captions, removals and pairs; each step records what it did.
     datasets.sync(dataset_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=notifications.MAX_ATTEMPTS)
+def deliver_notification(self, delivery_id: int) -> None:
+    # Each attempt is counted on the row, which also decides when to give up.
+    delay = notifications.deliver(delivery_id)
+    if delay is not None:
+        raise self.retry(countdown=min(delay, MAX_COUNTDOWN))
+
+
+@shared_task(acks_late=True)
+def resend_notifications() -> int:
+    return notifications.resend_stale()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import dataset_views, history, launch, views
+from training import dataset_views, history, launch, notification_views, views
 
 urlpatterns = [
     # Monitoring
@@ -59,4 +59,16 @@ urlpatterns += [
         name="dataset_replace",
     ),
     path(_dataset + "images/<int:pk>/remove/", dataset_views.dataset_remove, name="dataset_remove"),
+]
+
+# Notifications and the doorbell
+urlpatterns += [
+    path(
+        "notifications/",
+        notification_views.preferences,
+        name="notification_preferences",
+    ),
+    path("team/hooks/", notification_views.team_hooks, name="team_hooks"),
+    path("team/deliveries/", notification_views.delivery_log, name="delivery_log"),
+    path("hooks/scenario/<str:token>/", notification_views.ring_doorbell, name="doorbell"),
 ]
