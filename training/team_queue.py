@@ -37,9 +37,14 @@ def ordered(runs):
     return runs.filter(state=S.WAITING).order_by("-priority", "queue_order", "pk")
 
 
-def busy_slots(team_id: int, *, exclude: int | None = None) -> int:
-    runs = TrainingRun.objects.filter(team_id=team_id, state__in=SLOT_STATES)
-    return runs.exclude(pk=exclude).count() if exclude else runs.count()
+def busy_slots(team_id: int) -> int:
+    return TrainingRun.objects.filter(team_id=team_id, state__in=SLOT_STATES).count()
+
+
+def _on_scenario(team_id: int) -> int:
+    """How many of the team's runs Scenario has confirmed and not yet ended."""
+    launched = (S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED)
+    return TrainingRun.objects.filter(team_id=team_id, state__in=launched).count()
 
 
 def slot_limit(team: Team, now: datetime) -> int | None:
@@ -231,7 +236,7 @@ def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimite
     else:
         probe = timedelta(seconds=services.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
         Team.objects.filter(pk=run.team_id).update(
-            learned_limit=busy_slots(run.team_id, exclude=run.pk),
+            learned_limit=_on_scenario(run.team_id),
             learned_limit_probe_at=now + probe,
         )
     log.info("Launch of run %s waits in the team queue: %s", run.pk, error.launch_limit)
@@ -250,7 +255,7 @@ def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimite
 
 def learn_accepted_launch(run: TrainingRun) -> None:
     """Scenario took one more run than the learned cap: raise it to what runs now."""
-    busy = busy_slots(run.team_id)
+    busy = _on_scenario(run.team_id)
     Team.objects.filter(pk=run.team_id, learned_limit__lt=busy).update(learned_limit=busy)
 
 
