@@ -2,9 +2,10 @@
 
 "Like it": the same model type and a dataset of about the same size (half to twice the
 images), finished successfully with Scenario's queue and training durations known. The wait
-is Scenario's queue time plus, for each full round of the team queue ahead, one training
-time. p50 is "likely", p90 is "9 in 10". With fewer than FORECAST_MIN_RUNS such runs the
-forecast says history is too thin rather than guess.
+is Scenario's queue time plus one training time for each round of the team's slots that the
+runs before it (on Scenario, being sent, waiting) fill. p50 is "likely", p90 is "9 in 10".
+With fewer than FORECAST_MIN_RUNS such runs the forecast says history is too thin rather
+than guess.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def percentile(values: list[float], share: float) -> float:
 @dataclass(frozen=True)
 class Forecast:
     runs: int  # finished runs it comes from
-    ahead: int
+    ahead: int  # the team's runs that go before it: on Scenario, being sent or waiting
     wait: tuple[float, float] = (0.0, 0.0)  # p50, p90 seconds
     train: tuple[float, float] = (0.0, 0.0)
     made_at: datetime | None = None
@@ -89,12 +90,14 @@ def for_launch(team: Team, model: ScenarioModel, now: datetime | None = None) ->
     from training import team_queue
 
     now = now or timezone.now()
+    team = Team.objects.get(pk=team.pk)  # its limits as they are now
     durations = list(
         similar_runs(team, model.type, model.training_images_number).values_list(
             "queue_duration", "train_duration"
         )
     )
-    ahead = team_queue.ordered(TrainingRun.objects.filter(team=team)).count()
+    before = (RunState.DRAFT, RunState.WAITING, *team_queue.SLOT_STATES)
+    ahead = TrainingRun.objects.filter(team=team, state__in=before).count()
     return _forecast(team, durations, ahead, now)
 
 
@@ -107,7 +110,8 @@ def for_waiting(run: TrainingRun, now: datetime | None = None) -> Forecast:
             "queue_duration", "train_duration"
         )
     )
-    return _forecast(run.team, durations, team_queue.ahead_of(run), now or timezone.now())
+    ahead = team_queue.ahead_of(run) + team_queue.busy_slots(run.team_id)
+    return _forecast(run.team, durations, ahead, now or timezone.now())
 
 
 def _forecast(team: Team, durations: list, ahead: int, now: datetime) -> Forecast:
@@ -119,8 +123,9 @@ def _forecast(team: Team, durations: list, ahead: int, now: datetime) -> Forecas
     trained = [t for _, t in durations]
     train = (percentile(trained, 0.5), percentile(trained, 0.9))
     slots = team_queue.slot_limit(team, now)
-    # The runs ahead go out `slots` at a time, each round about one training long.
-    rounds = math.ceil(ahead / slots) if slots else 0
+    # The runs ahead (on Scenario, sent or waiting) take the slots `slots` at a time; each
+    # round before this run's is about one training long.
+    rounds = max(math.ceil((ahead + 1 - slots) / slots), 0) if slots else 0
     wait = tuple(
         percentile(queued, share) + rounds * t for share, t in zip((0.5, 0.9), train, strict=True)
     )

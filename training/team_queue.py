@@ -100,7 +100,8 @@ def _slot_condition(run: TrainingRun, limit: int | None) -> Q:
 def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message: str) -> bool:
     """Move the run into submitting if its team has a free slot; False when it must wait.
 
-    A draft also waits while other runs of its team wait: they came first.
+    A draft also waits while other runs of its team wait, or older drafts are not yet sent:
+    they came first.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -111,7 +112,8 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
         limit = slot_limit(team, now)
         condition = _slot_condition(run, limit)
         if from_state == S.DRAFT:
-            condition &= ~Exists(TrainingRun.objects.filter(team_id=run.team_id, state=S.WAITING))
+            earlier = Q(state=S.WAITING) | Q(state=S.DRAFT, pk__lt=run.pk)
+            condition &= ~Exists(TrainingRun.objects.filter(earlier, team_id=run.team_id))
         claimed = services.transition(
             run,
             S.SUBMITTING,
