@@ -151,3 +151,21 @@ def test_a_run_whose_refreshed_quote_breaks_the_budget_keeps_waiting(scenario, a
     assert run.quote_cu_cost > 10 and "The quote rose from 1" in run.waiting_reason
     assert run.triggers_sent == 0  # nothing was sent
     assert team_queue.dispatch(run.team_id) == 0  # over budget: it waits for a lead
+
+
+def test_hours_in_the_team_queue_do_not_count_towards_giving_up_a_launch(scenario, settings, alice):
+    from simulator import faults
+    from tests.fixtures.workers import mirror
+
+    settings.LAUNCH_GIVE_UP_SECONDS = 60
+    model = mirror(scenario.create_model("Patient", images=1))
+    run = make_run(alice, model, state=S.WAITING)
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    assert team_queue.dispatch(run.team_id) == 1
+    faults.inject(429, times=5, method="PUT", path_contains="/train")  # a plain rate limit
+    with pytest.raises(services.TryAgain):
+        services.submit_run(run.pk)
+    assert reload(run).state == S.SUBMITTING  # not given up: it was sent a moment ago
+    faults.clear()
+    services.submit_run(run.pk)
+    assert reload(run).state == S.QUEUED

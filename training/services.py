@@ -607,8 +607,11 @@ def _record_launch_while_canceling(run: TrainingRun, fields: dict) -> bool:
 
 def _gave_up(run: TrainingRun, error: scenario.ScenarioError) -> bool:
     """End a launch failed, saying why, once transient failures have kept it from going out
-    for LAUNCH_GIVE_UP_SECONDS. A launch waiting for a plan limit is never given up."""
-    waited = (timezone.now() - run.created_at).total_seconds()
+    for LAUNCH_GIVE_UP_SECONDS. A launch waiting for a plan limit is never given up, and time
+    spent in the team queue does not count."""
+    sent = run.events.filter(from_state=S.WAITING, to_state=S.SUBMITTING).order_by("-at")
+    sent = sent.values_list("at", flat=True)
+    waited = (timezone.now() - (sent.first() or run.created_at)).total_seconds()
     if run.waiting_reason or waited <= setting("LAUNCH_GIVE_UP_SECONDS"):
         return False
     return _fail(
