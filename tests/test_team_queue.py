@@ -169,3 +169,23 @@ def test_hours_in_the_team_queue_do_not_count_towards_giving_up_a_launch(scenari
     faults.clear()
     services.submit_run(run.pk)
     assert reload(run).state == S.QUEUED
+
+
+def test_scenarios_already_training_answer_puts_a_launch_back_in_the_queue_when_the_run_is_ours(
+    scenario, alice
+):
+    from tests.fixtures.workers import launches, mirror
+
+    model = mirror(scenario.create_model("Shared", images=1))
+    scenario.set_speed(2)
+    scenario.client().trigger(model.remote_id, {})  # our other run's training, on Scenario
+    make_run(alice, model, state=S.QUEUED, job_id="job-ours")
+    # A run that got past the queue's own check (say, sent just before the other was stored).
+    run = make_run(alice, model, state=S.SUBMITTING)
+    services.submit_run(run.pk)
+    run = reload(run)
+    assert run.state == S.WAITING and not run.error_message
+    assert "Shared to finish its current training" in run.waiting_reason
+    assert launches(model, status=400) == 1
+    assert team_queue.dispatch(run.team_id) == 0  # the model is still busy: nothing is sent
+    assert launches(model, status=400) == 1
