@@ -317,6 +317,10 @@ POLL_GIVE_UP_FAILURES = env_int("POLL_GIVE_UP_FAILURES", 30, minimum=1)
 LAUNCH_GIVE_UP_SECONDS = env_float("LAUNCH_GIVE_UP_SECONDS", 3600.0, minimum=1)
 # A launch refused for a plan limit without a cooldown is tried again after this long.
 LAUNCH_LIMIT_PROBE_SECONDS = env_float("LAUNCH_LIMIT_PROBE_SECONDS", 60.0, minimum=0.1)
+# The team queue asks again for a quote older than this before it sends a waiting run.
+QUEUE_QUOTE_MAX_AGE_SECONDS = env_float("QUEUE_QUOTE_MAX_AGE_SECONDS", 3600.0, minimum=0)
+# The launch forecast needs at least this many finished runs like the new one.
+FORECAST_MIN_RUNS = env_int("FORECAST_MIN_RUNS", 5, minimum=1)
 MODEL_SYNC_INTERVAL_SECONDS = env_float("MODEL_SYNC_INTERVAL_SECONDS", 300.0, minimum=10)
 # The picker's Refresh button reads Scenario's model list at most this often per team.
 MODEL_REFRESH_INTERVAL_SECONDS = env_float("MODEL_REFRESH_INTERVAL_SECONDS", 30.0, minimum=0)

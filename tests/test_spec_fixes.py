@@ -21,9 +21,9 @@ from simulator import faults, lifecycle
 from simulator.models import SimJob, SimModel
 from tests.fixtures.workers import mirror
 from tests.test_launch import estimate, post, read_form
-from training import params, services
+from training import params, services, team_queue
 from training import scenario as api
-from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
+from training.models import RunEvent, RunState, ScenarioModel, Team, TrainingRun
 
 S = RunState
 pytestmark = pytest.mark.usefixtures("broker")
@@ -182,15 +182,20 @@ def test_a_launch_past_the_plans_parallel_limit_waits_and_goes_out_when_a_place_
     second_model = mirror(scenario.create_model("Second", images=2))
     second = submitted(alice, second_model, nbEpochs=2)
 
-    assert second.state == S.SUBMITTING and not second.error_message
+    assert second.state == S.WAITING and not second.error_message
     assert "parallel trainings" in second.waiting_reason
-    wait = (second.next_poll_at - timezone.now()).total_seconds()
-    assert 25 < wait <= 30
+    team = second.team
+    team.refresh_from_db()
+    assert team.learned_limit == 1  # what ran when Scenario said no
+    assert 25 < (team.learned_limit_probe_at - timezone.now()).total_seconds() <= 30
     html = page(client, alice, second)
     assert "The launch is waiting, not failed." in html and "parallel trainings" in html
+    assert team_queue.dispatch(team.pk) == 0  # no slot: nothing is sent
 
     scenario.client().cancel_training(first.model.remote_id)
-    services.submit_run(second.pk)  # what the sweep does once next_poll_at has passed
+    poll_until(first, lambda run: run.is_final)
+    assert team_queue.dispatch(team.pk) == 1  # what the sweep does once a slot is free
+    services.submit_run(second.pk)
     second.refresh_from_db()
     assert second.state == S.QUEUED and second.waiting_reason == ""
     assert SimJob.objects.filter(model_id=second_model.remote_id).count() == 1
@@ -203,9 +208,14 @@ def test_a_cooldown_429_waits_for_its_remaining_seconds_without_failing(
     faults.inject(429, method="PUT", path_contains="/train", body=json.dumps(body),
                   content_type="application/json")  # fmt: skip
     run = submitted(alice, knight, nbEpochs=2)
-    assert run.state == S.SUBMITTING and not run.error_message
+    assert run.state == S.WAITING and not run.error_message
     assert "wait 42 s" in run.waiting_reason
-    assert 40 < (run.next_poll_at - timezone.now()).total_seconds() <= 42
+    team = run.team
+    team.refresh_from_db()
+    assert 40 < (team.cooldown_until - timezone.now()).total_seconds() <= 42
+    assert team_queue.dispatch(team.pk) == 0
+    Team.objects.filter(pk=team.pk).update(cooldown_until=timezone.now())  # the pause is over
+    assert team_queue.dispatch(team.pk) == 1
     services.submit_run(run.pk)
     run.refresh_from_db()
     assert run.state == S.QUEUED

@@ -1,8 +1,10 @@
 """Two launches of one model, through a real worker against the simulator over HTTP.
 
-Alice trains a model; while her training waits in Scenario's queue, Bob launches the same
-model. Scenario refuses his trigger ("Model is already training"): his run did not fail, it
-never started, costs nothing and leaves the team's success rate as it was.
+Alice trained a model; now someone trains it on Scenario outside the dashboard, and while
+that training waits in Scenario's queue, Bob launches the same model. Scenario refuses his
+trigger ("Model is already training"): his run did not fail, it never started, costs nothing
+and leaves the team's success rate as it was. (A second launch while one of the team's own
+runs trains the model waits in the team queue instead: tests/test_workers_team_queue.py.)
 """
 
 from __future__ import annotations
@@ -49,10 +51,9 @@ def test_a_second_launch_of_a_model_in_training_does_not_start_and_costs_nothing
     drive(lambda: reload(first).state == S.SUCCEEDED, describe=lambda: reload(first).state)
     assert success_rate(client) == "100%"
 
-    # Alice trains it again, slowly enough that it sits in the queue for a while.
+    # Someone trains it again outside the dashboard, slowly enough that it sits in the queue.
     scenario.set_speed(2)
-    alices = launch(scenario, alice, creatures)
-    drive(lambda: reload(alices).state == S.QUEUED, describe=lambda: reload(alices).state)
+    scenario.client().trigger(creatures.remote_id, {})
 
     # Bob's quote goes through (a dry run starts nothing); his launch is refused by Scenario.
     bobs = launch(scenario, bob, creatures)
@@ -63,7 +64,7 @@ def test_a_second_launch_of_a_model_in_training_does_not_start_and_costs_nothing
     assert bobs.outcome == "Not started: Model is already training"
     assert assert_valid_trail(bobs) == ["draft", "submitting", "not_started"]
     assert launches(creatures, status=400) == 1
-    assert reload(alices).state in {S.QUEUED, S.RUNNING}  # hers goes on
+    assert scenario.client().get_model(creatures.remote_id).status == "training"  # it goes on
 
     # His run page ticks no stage and shows no cost.
     page = client.get(reverse("run_detail", args=[bobs.pk])).content.decode()
@@ -72,17 +73,17 @@ def test_a_second_launch_of_a_model_in_training_does_not_start_and_costs_nothing
     assert "step-done" not in timeline and "step-current" not in timeline
     assert 'class="billed">None: the training never started<' in page
 
-    # His quote is not counted against the budget: only Alice's runs are.
+    # His quote is not counted against the budget: it was reserved, then released.
     spend = budgets.status_for(bob.membership.team)
     assert spend.billed == pytest.approx(reload(first).cu_cost)
-    assert spend.committed == pytest.approx(reload(alices).quote_cu_cost)
+    assert spend.committed == 0
+    assert spend.released == pytest.approx(bobs.quote_cu_cost)
 
     # The success rate is unchanged, and the history still finds his run.
     assert success_rate(client) == "100%"
     found = client.get(HISTORY, {"state": S.NOT_STARTED}).context["page"].rows
     assert [run.pk for run in found] == [bobs.pk]
 
-    # Alice's training is canceled to end the test quickly; it still was not disturbed.
-    assert services.request_cancel(reload(alices), alice)
-    drive(lambda: reload(alices).is_final, describe=lambda: reload(alices).state)
+    # The other training is canceled to end the test quickly; it still was not disturbed.
+    scenario.client().cancel_training(creatures.remote_id)
     assert launches(creatures, status=200) == 2

@@ -21,9 +21,19 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "monthly_cu_budget", "created_at"]
+    list_display = ["name", "monthly_cu_budget", "parallel_trainings", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    fields = [
+        "name",
+        "monthly_cu_budget",
+        "parallel_trainings",
+        "learned_limit",
+        "learned_limit_probe_at",
+        "cooldown_until",
+    ]
+    # Learned from Scenario's answers; staff set parallel_trainings.
+    readonly_fields = ["learned_limit", "learned_limit_probe_at", "cooldown_until"]
 
 
 @admin.register(Membership)

@@ -11,6 +11,9 @@ time zone) at the price it is known to cost:
 - a run whose bill cannot be read (cost unknown: Scenario lists no job for it) counts its
   quote, whatever its end: it ran on Scenario, and 0 would under-report.
 A run counts in the month it was launched, even when it is billed after midnight on the 1st.
+
+So CU is reserved (committed) from the moment a run is stored, waiting in the team queue
+included, and released when it ends without a bill: the released CU are shown too.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class BudgetStatus:
     billed: float
     committed: float  # quotes of runs that will probably be billed but are not yet
     month_start: dt.datetime
+    released: float = 0.0  # quotes of runs that ended without a bill: committed, then freed
 
     @property
     def limited(self) -> bool:
@@ -93,6 +97,10 @@ def _spend_by_team(team_ids: Iterable[int], now: dt.datetime | None) -> dict[int
                 filter=Q(cu_cost__isnull=True)
                 & (~Q(state__in=UNBILLED_FREE_STATES) | Q(cost_unknown=True)),
             ),
+            released=Sum(
+                "quote_cu_cost",
+                filter=Q(cu_cost__isnull=True, cost_unknown=False, state__in=UNBILLED_FREE_STATES),
+            ),
         )
     )
     return {row["team_id"]: row for row in rows}
@@ -113,6 +121,7 @@ def statuses_for(teams: Iterable[Team], now: dt.datetime | None = None) -> list[
                 billed=row.get("billed") or 0.0,
                 committed=row.get("committed") or 0.0,
                 month_start=start,
+                released=row.get("released") or 0.0,
             )
         )
     return statuses

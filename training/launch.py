@@ -37,7 +37,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, params, preflight, quotes, request_params, services
+from training import access, budgets, forecast, params, preflight, quotes, request_params, services
 from training.forms import LaunchForm
 from training.fragments import page_or_fragment
 from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
@@ -219,6 +219,14 @@ def _training_now(user, model: ScenarioModel) -> dict:
     return {"busy_run": run, "busy_elsewhere": run is None and active.exists()}
 
 
+def _forecast_words(user, model: ScenarioModel) -> str:
+    """When a run launched now would likely be done, from the team's history (or why not)."""
+    membership = access.membership_of(user)
+    if membership is None or model is None:
+        return ""
+    return forecast.for_launch(membership.team, model).words
+
+
 def _context(request, *, model=None, form=None, quote=None, key=None, panel=None, **extra):
     basic, advanced = form.sections() if form else ([], [])
     quote = quote or QuoteState()
@@ -226,6 +234,7 @@ def _context(request, *, model=None, form=None, quote=None, key=None, panel=None
     if form:
         panel = panel or _panel_context(request, quote)
         panel.update(_training_now(request.user, model))
+        panel["launch_forecast"] = _forecast_words(request.user, model)
     return {
         "choices": _choices(request.user, model),
         "model": model,

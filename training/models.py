@@ -20,6 +20,19 @@ class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     # Monthly Creative Units budget; empty means no limit.
     monthly_cu_budget = models.PositiveIntegerField(null=True, blank=True)
+    # How many trainings the team runs on Scenario at once; empty means no limit of ours.
+    parallel_trainings = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Trainings this team runs at once; more wait in the team queue. Empty: no "
+        "limit but Scenario's.",
+    )
+    # Scenario's plan cap as its 429 "parallel-training" taught it: what was running then.
+    # One more launch is tried once learned_limit_probe_at has passed.
+    learned_limit = models.PositiveIntegerField(null=True, blank=True)
+    learned_limit_probe_at = models.DateTimeField(null=True, blank=True)
+    # Scenario's cooldown (remainingSeconds): no launch goes out before this moment.
+    cooldown_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,6 +90,8 @@ class ScenarioModel(models.Model):
 
 class RunState(models.TextChoices):
     DRAFT = "draft", "Draft"
+    # In the team's queue: nothing sent to Scenario yet, waiting for a free slot.
+    WAITING = "waiting", "Waiting"
     SUBMITTING = "submitting", "Submitting"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -146,6 +161,14 @@ class TrainingRun(models.Model):
     error_hint = models.TextField(blank=True)
     # Why a launch waits instead of being sent (a plan limit or a cooldown on Scenario).
     waiting_reason = models.TextField(blank=True)
+    # The team queue: higher priority first, then the lower queue_order (first come).
+    priority = models.IntegerField(default=0)
+    queue_order = models.BigIntegerField(default=0)
+    # The quote's date: an old one is asked again before the run is sent.
+    quoted_at = models.DateTimeField(null=True, blank=True)
+    # The forecast made at launch (training.forecast), to compare with what happened.
+    forecast_finish_p50 = models.DateTimeField(null=True, blank=True)
+    forecast_finish_p90 = models.DateTimeField(null=True, blank=True)
     # When Scenario's state of the run last moved: trainingProgress.updatedAt where given, else
     # when a poll first saw the status, stage, position or progress it now has.
     remote_updated_at = models.DateTimeField(null=True, blank=True)
@@ -196,6 +219,11 @@ class TrainingRun(models.Model):
                 condition=Q(
                     state__in=["draft", "submitting", "queued", "running", "cancel_requested"]
                 ),
+            ),
+            models.Index(
+                fields=["team", "-priority", "queue_order"],
+                name="run_team_queue",
+                condition=Q(state="waiting"),
             ),
         ]
 

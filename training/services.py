@@ -42,7 +42,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, notifications, params, scenario
+from training import access, budgets, forecast, notifications, params, scenario
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -64,8 +64,11 @@ S = RunState
 
 # The state machine: where each state may go next. Final states go nowhere.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({S.SUBMITTING, S.CANCELED}),
-    S.SUBMITTING: frozenset({S.QUEUED, S.FAILED, S.NOT_STARTED, S.CANCEL_REQUESTED}),
+    S.DRAFT: frozenset({S.WAITING, S.SUBMITTING, S.CANCELED}),
+    # In the team queue (training.team_queue): nothing was sent, so removing it costs nothing.
+    S.WAITING: frozenset({S.SUBMITTING, S.CANCELED}),
+    # Back to waiting when Scenario refused the trigger for a plan limit or a cooldown.
+    S.SUBMITTING: frozenset({S.WAITING, S.QUEUED, S.FAILED, S.NOT_STARTED, S.CANCEL_REQUESTED}),
     S.QUEUED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
     S.CANCEL_REQUESTED: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
@@ -91,7 +94,7 @@ REMOTE_STATES: dict[tuple[str, str | None], str] = {
 REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
 
 # The only states a trigger is sent from. Leaving them, a run forgets its secret parameters.
-SENDING_STATES = frozenset({S.DRAFT, S.SUBMITTING})
+SENDING_STATES = frozenset({S.DRAFT, S.WAITING, S.SUBMITTING})
 
 # States the sweep polls; a cancel-requested run only once its launch is confirmed.
 POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
@@ -143,13 +146,15 @@ def transition(
     source: str,
     actor=None,
     message: str = "",
+    condition: Q | None = None,
     **fields,
 ) -> bool:
     """Move the run to `to_state` if it is still in one of `expected`; record a RunEvent.
 
     Returns True only when this call changed the row: a False means someone else moved the
     run first, and the caller must not act as if it had. `fields` are written in the same
-    UPDATE. Final states also set finished_at and stop polling.
+    UPDATE, which also requires `condition` when given. Final states also set finished_at and
+    stop polling.
     """
     expected = [expected] if isinstance(expected, str) else list(expected)
     for state in expected:
@@ -168,7 +173,10 @@ def transition(
     # Try the state we last saw first: it is almost always the one still in the row.
     for from_state in sorted(expected, key=lambda state: state != run.state):
         with transaction.atomic():
-            changed = TrainingRun.objects.filter(pk=run.pk, state=from_state).update(**values)
+            rows = TrainingRun.objects.filter(pk=run.pk, state=from_state)
+            if condition is not None:
+                rows = rows.filter(condition)
+            changed = rows.update(**values)
             if changed:
                 RunEvent.objects.create(
                     run=run,
@@ -286,6 +294,8 @@ def launch_run(
                 quote_cu_discount=quote_discount,
                 idempotency_key=idempotency_key,
                 budget_override=bool(override_note),
+                quoted_at=timezone.now() if quote_cost is not None else None,
+                **forecast.fields_at_launch(membership.team, model),
                 message=f"Launched. {override_note}" if override_note else "Launched",
             )
     except IntegrityError:
@@ -386,6 +396,15 @@ def request_cancel(run: TrainingRun, user) -> bool:
     if not access.can_cancel(user, run):
         raise PermissionDenied("You may not cancel this run.")
     who = person(user)
+    if run.state == S.WAITING and transition(
+        run,
+        S.CANCELED,
+        expected=[S.WAITING],
+        source=EventSource.USER,
+        actor=user,
+        message=f"Removed from the team queue by {who}; nothing was sent or spent",
+    ):
+        return True
     if run.state == S.DRAFT and transition(
         run,
         S.CANCELED,
@@ -427,6 +446,18 @@ def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
 # --- Publishing tasks -----------------------------------------------------------------------
 
 
+def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
+    """Write an audit line about a run that does not change its state (a queue move)."""
+    RunEvent.objects.create(
+        run=run,
+        from_state=run.state,
+        to_state=run.state,
+        source=EventSource.USER if actor else EventSource.WORKER,
+        actor=actor,
+        message=message,
+    )
+
+
 def enqueue(task_name: str, run_id: int) -> bool:
     """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run."""
     from training import tasks  # the tasks module imports this one
@@ -465,24 +496,16 @@ def submit_run(run_id: int) -> None:
     if run is None:
         return
     if run.state == S.DRAFT:
-        now = timezone.now()
-        claimed = transition(
-            run,
-            S.SUBMITTING,
-            expected=[S.DRAFT],
-            source=EventSource.WORKER,
-            message="Sending to Scenario",
-            submitted_at=now,
-            next_poll_at=now + _lease(),
-        )
-        if claimed:
-            _launch(run, now, reconcile=False)
+        if team_queue().queue_draft(run):
+            _launch(run, run.submitted_at, reconcile=False)
     elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
         _settle_unknown(run, scenario_client())
     elif run.state == S.SUBMITTING:
         lease = _take_lease(run)
         if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
-            _launch(run, lease, reconcile=True)
+            # A run just sent from the team queue (no lease, no trigger yet): nothing to look for.
+            sent_before = run.triggers_sent > 0 or run.submitted_at is not None
+            _launch(run, lease, reconcile=sent_before)
     elif run.state == S.CANCEL_REQUESTED and not is_launched(run):
         _settle_unlaunched_cancel(run)
 
@@ -493,6 +516,9 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         model = _reconcile(run, client, lease)
         if model is None or _launch_visible(model, run):
             return
+    run.submitted_at = lease
+    if not team_queue().refresh_quote(run, client):
+        return
     lease = _renew_lease(run, lease)
     if lease is None:
         _lost_lease(run)
@@ -507,14 +533,16 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         return
     except scenario.ScenarioError as error:
         if getattr(error, "launch_limit", ""):
-            _wait_for_limit(run, lease, error)
+            team_queue().wait_for_limit(run, lease, error)
             return
         if error.transient:
             _release_lease(run, lease)
             if _gave_up(run, error):
                 return
             raise TryAgain.from_error(error) from error
-        if isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
+        if isinstance(error, scenario.AlreadyTraining) and team_queue().other_run_is_training(run):
+            team_queue().wait_for_model(run, lease)
+        elif isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
             _second_trigger_refused(run, client, error)
         elif _is_refusal(error):
             _not_started(run, error)
@@ -566,6 +594,7 @@ def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
     if transition(
         run, S.QUEUED, expected=[S.SUBMITTING], source=EventSource.WORKER, message=message, **fields
     ):
+        team_queue().learn_accepted_launch(run)
         return
     # A cancel came in while the trigger was on its way: keep it, record the launch, send it.
     if _record_launch_while_canceling(run, fields):
@@ -578,25 +607,13 @@ def _record_launch_while_canceling(run: TrainingRun, fields: dict) -> bool:
     return _write_snapshot(run, fields, state=S.CANCEL_REQUESTED)
 
 
-def _wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimited) -> None:
-    """Scenario refused the launch for a plan limit or a cooldown: not a failure. Wait, with
-    the reason shown, and let the sweep send it again after the cooldown (or a probe interval).
-    """
-    delay = error.cooldown if error.cooldown is not None else setting("LAUNCH_LIMIT_PROBE_SECONDS")
-    now = timezone.now()
-    log.info("Launch of run %s waits %.0fs: %s", run.pk, delay, error.launch_limit)
-    TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
-        submitted_at=None,
-        waiting_reason=error.launch_limit,
-        next_poll_at=now + timedelta(seconds=max(delay, 1.0)),
-        updated_at=now,
-    )
-
-
 def _gave_up(run: TrainingRun, error: scenario.ScenarioError) -> bool:
     """End a launch failed, saying why, once transient failures have kept it from going out
-    for LAUNCH_GIVE_UP_SECONDS. A launch waiting for a plan limit is never given up."""
-    waited = (timezone.now() - run.created_at).total_seconds()
+    for LAUNCH_GIVE_UP_SECONDS. A launch waiting for a plan limit is never given up, and time
+    spent in the team queue does not count."""
+    sent = run.events.filter(from_state=S.WAITING, to_state=S.SUBMITTING).order_by("-at")
+    sent = sent.values_list("at", flat=True)
+    waited = (timezone.now() - (sent.first() or run.created_at)).total_seconds()
     if run.waiting_reason or waited <= setting("LAUNCH_GIVE_UP_SECONDS"):
         return False
     return _fail(
@@ -1233,13 +1250,14 @@ def sweep() -> int:
     for a poll, drafts the broker may have lost, and submissions whose lease ran out.
     """
     now = timezone.now()
+    # Waiting runs are not due: the team queue sends them when a slot frees.
+    claimed = team_queue().dispatch_all()
     due = (
-        TrainingRun.objects.filter(state__in=ACTIVE_STATES)
+        TrainingRun.objects.filter(state__in=ACTIVE_STATES - {S.WAITING})
         .filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
         .order_by(F("next_poll_at").asc(nulls_first=True))
         .only("state", "next_poll_at", "stage", "queue_position", "job_id", "remote_model_status")
     )
-    claimed = 0
     for run in due[:SWEEP_BATCH]:
         task_name, delay = _sweep_plan(run)
         if not _claim_due(run, now, delay):
@@ -1376,6 +1394,13 @@ def close_client() -> None:
     if cached is not None:
         cached[1].close()
         _clients.cached = None
+
+
+def team_queue():
+    """The team queue module (it imports this one)."""
+    from training import team_queue as module
+
+    return module
 
 
 def _active_run(run_id: int) -> TrainingRun | None:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/epoch/", views.run_use_epoch, name="run_use_epoch"),
     path("runs/<int:pk>/settle/", views.run_settle, name="run_settle"),
+    path("runs/<int:pk>/queue/", views.run_queue, name="run_queue"),
     # End of Monitoring
 ]
 

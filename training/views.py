@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, params, request_params, services
+from training import access, budgets, forecast, params, request_params, services, team_queue
 from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
@@ -54,7 +54,7 @@ from training.templatetags.monitoring import (
 RECENTLY_FINISHED = 10
 BOARD_MAX_SHOWN = 1000
 CANCELABLE_STATES = frozenset(
-    {RunState.DRAFT, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
+    {RunState.DRAFT, RunState.WAITING, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
 )
 # Scenario job statuses, grouped by the stage of the timeline they belong to ("pending" comes
 # first, before "queued": it belongs to the queue, not to the start).
@@ -436,6 +436,31 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         else [],
         "stalled": services.is_stalled(run, now),
         "may_settle": access.may_settle(user, run),
+        **_queue_context(run),
+    }
+
+
+def _queue_context(run) -> dict:
+    """The team queue as the run page shows it: why it waits, who is ahead, when it is done."""
+    waiting = run.state == RunState.WAITING
+    dispatched = (
+        next(
+            (
+                e.at
+                for e in run.events.all()
+                if e.from_state == RunState.WAITING and e.to_state != e.from_state
+            ),
+            None,
+        )
+        if not waiting
+        else None
+    )
+    return {
+        "waiting": waiting,
+        "queue_words": team_queue.position_words(run) if waiting else "",
+        "waiting_forecast": forecast.for_waiting(run).words if waiting else "",
+        "left_team_queue_at": dispatched,
+        "forecast_error": forecast.error_words(run),
     }
 
 
@@ -764,6 +789,31 @@ def run_detail(request, pk):
 
 
 # --- Actions -------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def run_queue(request, pk):
+    """Move a waiting run in the team queue (a lead's call): top, up, down, or a priority."""
+    run = access.get_run_for_user(request.user, pk)
+    action = request.POST.get("action", "")
+    priority = None
+    if action == "priority":
+        try:
+            priority = int(request.POST.get("priority", ""))
+        except ValueError:
+            return HttpResponseBadRequest("The priority must be a whole number.")
+        if not -1000 <= priority <= 1000:
+            return HttpResponseBadRequest("The priority must be between -1000 and 1000.")
+    try:
+        words = team_queue.move(run, request.user, action, priority)
+    except team_queue.QueueRefused as refusal:
+        if not access.may_settle(request.user, run):
+            raise PermissionDenied(str(refusal)) from refusal
+        messages.error(request, str(refusal))
+    else:
+        messages.info(request, words + ".")
+    return redirect("run_detail", pk=pk)
 
 
 @page_or_fragment

@@ -24,6 +24,7 @@ STAGE_WORDS = {
 # The local state, when Scenario has not said more (or when it is the last word).
 STATE_WORDS = {
     RunState.DRAFT: "Preparing the launch",
+    RunState.WAITING: "Waiting in the team queue",
     RunState.SUBMITTING: "Sending to Scenario",
     RunState.QUEUED: "Waiting in the queue",
     RunState.RUNNING: "Training",
