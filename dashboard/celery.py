@@ -11,20 +11,21 @@ app = Celery("dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-SWEEP_TASK = "training.tasks.sweep"
+# Beat's housekeeping, which runs every few seconds or every minute: each logs a line of its
+# own when it did something (training.tasks).
+ROUTINE_TASKS = frozenset({"training.tasks.sweep", "training.tasks.resend_notifications"})
 
 
-def is_routine_sweep_line(record: logging.LogRecord) -> bool:
-    """Tell whether a record is beat sending, or a worker receiving or finishing, a sweep."""
+def is_routine_task_line(record: logging.LogRecord) -> bool:
+    """Tell whether a record is beat sending, or a worker receiving or finishing, a routine task."""
     if record.levelno > logging.INFO:
         return False
     args = record.args
     if isinstance(args, dict):
-        return args.get("name") == SWEEP_TASK
-    return SWEEP_TASK in (args or ())
+        return args.get("name") in ROUTINE_TASKS
+    return any(isinstance(arg, str) and arg in ROUTINE_TASKS for arg in args or ())
 
 
-# The sweep runs every couple of seconds and would fill the worker's and beat's logs with
-# three lines each time; it logs a line of its own when it sends runs on (training.tasks).
+# Otherwise they would fill the worker's and beat's logs with three lines each time.
 for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace"):
-    logging.getLogger(name).addFilter(lambda record: not is_routine_sweep_line(record))
+    logging.getLogger(name).addFilter(lambda record: not is_routine_task_line(record))

@@ -102,4 +102,7 @@ def deliver_notification(self, delivery_id: int) -> None:
 
 @shared_task(acks_late=True)
 def resend_notifications() -> int:
-    return notifications.resend_stale()
+    resent = notifications.resend_stale()
+    if resent:  # Celery's own lines about this task are filtered out (dashboard.celery)
+        logger.info("Notifications: %d delivery(ies) sent again", resent)
+    return resent
