@@ -443,25 +443,22 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
 def _queue_context(run) -> dict:
     """The team queue as the run page shows it: why it waits, who is ahead, when it is done."""
     waiting = run.state == RunState.WAITING
-    dispatched = (
-        next(
-            (
-                e.at
-                for e in run.events.all()
-                if e.from_state == RunState.WAITING and e.to_state != e.from_state
-            ),
-            None,
-        )
-        if not waiting
-        else None
-    )
     return {
         "waiting": waiting,
         "queue_words": team_queue.position_words(run) if waiting else "",
         "waiting_forecast": forecast.for_waiting(run).words if waiting else "",
-        "left_team_queue_at": dispatched,
+        # Read with the run (_left_team_queue): a fragment spends no query of its own on it.
+        "left_team_queue_at": None if waiting else getattr(run, "left_team_queue_at", None),
         "forecast_error": forecast.error_words(run),
     }
+
+
+def _left_team_queue():
+    """When the run left the team queue for Scenario, if it ever waited there."""
+    left = RunEvent.objects.filter(run=OuterRef("pk"), from_state=RunState.WAITING).exclude(
+        to_state=RunState.WAITING
+    )
+    return Subquery(left.order_by("at").values("at")[:1])
 
 
 def _live_run(user, pk) -> TrainingRun:
@@ -470,6 +467,7 @@ def _live_run(user, pk) -> TrainingRun:
     runs = runs.annotate(
         sample_count=_count_of(EpochSample, run=OuterRef("pk")),
         event_count=_count_of(RunEvent, run=OuterRef("pk")),
+        left_team_queue_at=_left_team_queue(),
     )
     try:
         run = runs.get(pk=pk)
@@ -774,6 +772,7 @@ def run_detail(request, pk):
         related=("selected_epoch_by",),
         latest_of_model=_latest_of_its_model(),
         newest_run_id=_newest_of_its_model(),
+        left_team_queue_at=_left_team_queue(),
     )
     samples = list(run.samples.all())
     events = list(run.events.values(*TRAIL_FIELDS))
