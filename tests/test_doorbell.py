@@ -129,3 +129,12 @@ def test_the_doorbell_shows_a_runs_end_sooner_than_the_next_poll(
             f" the doorbell, {with_bell:.2f} s with it (polls every {LONG_POLL_SECONDS:g} s)"
         )
     assert with_bell < without
+
+
+@pytest.mark.django_db
+def test_a_token_that_could_not_be_one_is_a_404_without_a_lookup(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.post(
+            "/hooks/scenario/a%00b/", data=b"{}", content_type="application/json"
+        )
+    assert response.status_code == 404

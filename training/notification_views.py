@@ -8,6 +8,7 @@ is needed. A webhook's signing secret is shown once, on the page that made it.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 from django import forms
@@ -129,10 +130,17 @@ def delivery_log(request):
     return render(request, "training/deliveries.html", {"deliveries": deliveries})
 
 
+DOORBELL_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
 @csrf_exempt
 @require_POST
 def ring_doorbell(request, token: str):
     """Scenario's training event: make the model's run due for a poll (nothing else)."""
+    # Tokens are URL-safe base64 (secrets.token_urlsafe): anything else names no doorbell,
+    # and a NUL byte would not even reach Postgres.
+    if not DOORBELL_TOKEN.fullmatch(token):
+        raise Http404("No such doorbell")
     hooks = TeamHooks.objects.filter(doorbell_token=token).first()
     if hooks is None or not secrets.compare_digest(hooks.doorbell_token, token):
         raise Http404("No such doorbell")
