@@ -171,7 +171,9 @@ def run_end(run: TrainingRun) -> dict:
 
 
 def _run_seconds(run: TrainingRun) -> float | None:
-    from training.views import _run_seconds  # the page and the message say the same duration
+    from training.views.monitor import (
+        _run_seconds,  # the page and the message say the same duration
+    )
 
     return _run_seconds(run)
 

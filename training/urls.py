@@ -2,21 +2,23 @@ from __future__ import annotations
 
 from django.urls import path
 
-from training import dataset_views, history, launch, notification_views, views
+from training.views import compare, history, launch, monitor
+from training.views import datasets as dataset_views
+from training.views import notifications as notification_views
 
 urlpatterns = [
     # Monitoring
-    path("", views.home, name="home"),
-    path("live/board/", views.home_board, name="home_board"),
-    path("live/finished/", views.runs_finished, name="runs_finished"),
-    path("runs/<int:pk>/", views.run_detail, name="run_detail"),
-    path("runs/<int:pk>/live/", views.run_live, name="run_live"),
-    path("runs/<int:pk>/samples/", views.run_samples, name="run_samples"),
-    path("runs/<int:pk>/trail/", views.run_trail, name="run_trail"),
-    path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
-    path("runs/<int:pk>/epoch/", views.run_use_epoch, name="run_use_epoch"),
-    path("runs/<int:pk>/settle/", views.run_settle, name="run_settle"),
-    path("runs/<int:pk>/queue/", views.run_queue, name="run_queue"),
+    path("", monitor.home, name="home"),
+    path("live/board/", monitor.home_board, name="home_board"),
+    path("live/finished/", monitor.runs_finished, name="runs_finished"),
+    path("runs/<int:pk>/", monitor.run_detail, name="run_detail"),
+    path("runs/<int:pk>/live/", monitor.run_live, name="run_live"),
+    path("runs/<int:pk>/samples/", monitor.run_samples, name="run_samples"),
+    path("runs/<int:pk>/trail/", monitor.run_trail, name="run_trail"),
+    path("runs/<int:pk>/cancel/", monitor.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/epoch/", monitor.run_use_epoch, name="run_use_epoch"),
+    path("runs/<int:pk>/settle/", monitor.run_settle, name="run_settle"),
+    path("runs/<int:pk>/queue/", monitor.run_queue, name="run_queue"),
     # End of Monitoring
 ]
 
@@ -31,7 +33,7 @@ urlpatterns += [
 urlpatterns += [
     path("history/", history.history, name="history"),
     path("history.csv", history.history_csv, name="history_csv"),
-    path("compare/", history.compare, name="compare"),
+    path("compare/", compare.compare, name="compare"),
 ]
 
 # Datasets: a model's training images

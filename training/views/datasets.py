@@ -21,7 +21,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from training import access, datasets, params, preflight, request_params
-from training.launch import describe_error
 from training.models import (
     Dataset,
     DatasetImage,
@@ -31,6 +30,7 @@ from training.models import (
     UploadBatch,
 )
 from training.scenario import ScenarioError
+from training.views.launch import describe_error
 
 TEMPLATE = "training/dataset.html"
 MAX_CAPTION = 2000
