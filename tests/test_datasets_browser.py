@@ -114,10 +114,7 @@ def test_alice_brings_a_dataset_checks_it_launches_and_watches_it_train(
         "knight-02.png": "a knight in the rain",
     }
     for name, caption in captions.items():
-        card = cards.filter(has_text=name)
-        card.get_by_label(f"Caption of {name}").fill(caption)
-        card.get_by_role("button", name="Save caption").click()
-        expect(cards.filter(has_text=name).locator(".saved")).to_be_visible()
+        _save_caption(page, cards.filter(has_text=name), name, caption)
     page.reload()
 
     # The pre-flight check on the model page names the twins and the caption.
@@ -145,10 +142,10 @@ def test_alice_brings_a_dataset_checks_it_launches_and_watches_it_train(
     twin = page.locator("#image-grid .image-card").filter(has_text="knight-03-again.jpg")
     twin.locator("summary").click()
     twin.get_by_role("button", name="Remove knight-03-again.jpg").click()
+    # The removal reloads the page: wait for the new one before typing into it.
+    expect(page.locator("#image-grid .image-card")).to_have_count(11)
     card = page.locator("#image-grid .image-card").filter(has_text="knight-02.png")
-    card.get_by_label("Caption of knight-02.png").fill("daiton in the rain")
-    card.get_by_role("button", name="Save caption").click()
-    expect(card.locator(".saved")).to_be_visible()
+    _save_caption(page, card, "knight-02.png", "daiton in the rain")
     page.reload()
     expect(page.locator("#preflight-ok")).to_be_visible()
     expect(page.locator("#images-title")).to_contain_text("(11)")
@@ -288,3 +285,14 @@ def test_a_lead_sees_the_pairs_blocker_on_a_phone(scenario, logged_in_page, bob)
     expect(blocker).to_contain_text("before/after pairs")
     expect(page.locator(".pair-form")).to_be_visible()
     save_screenshot(page, "dataset-pairs-blocker-phone")
+
+
+def _save_caption(page, card, name, caption):
+    """Save a caption and wait for its answer: a card saved before already says "Saved"."""
+    from playwright.sync_api import expect
+
+    card.get_by_label(f"Caption of {name}").fill(caption)
+    with page.expect_response(lambda response: "/caption/" in response.url) as answer:
+        card.get_by_role("button", name="Save caption").click()
+    assert answer.value.status == 200
+    expect(card.locator(".saved")).to_be_visible()

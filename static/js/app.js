@@ -52,14 +52,38 @@ document.addEventListener("click", (event) => {
 
 // The launch form: a field's check runs beside the form's own requests (aborting it would log
 // an error). One that answers after an estimate replaced the form would paint the old form's
-// errors and quote over the new one: it is dropped.
+// errors and quote over the new one: it is dropped. Pressing one of the form's buttons blurs
+// the field, and its check may answer before the button is released: painting the panel then
+// would remove the pressed button and lose the click. Such a check is held back; the click's
+// own request repaints the whole form, and if no click follows the check is sent again.
+let buttonPressed = false;
+let heldBackCheck = null;
+document.addEventListener("pointerdown", (event) => {
+  buttonPressed = Boolean(event.target.closest && event.target.closest("#launch-form button"));
+});
+document.addEventListener("pointerup", () => {
+  // After the click that this release makes, if it makes one.
+  setTimeout(() => {
+    buttonPressed = false;
+    if (heldBackCheck && heldBackCheck.isConnected) htmx.trigger(heldBackCheck, "change");
+    heldBackCheck = null;
+  }, 0);
+});
 document.addEventListener("htmx:beforeRequest", (event) => {
-  const field = event.detail.elt;
-  if (!field.matches || !field.matches("#launch-form [hx-post][hx-swap='none']")) return;
-  field.addEventListener(
+  const elt = event.detail.elt;
+  if (!elt.matches || !elt.closest("#launch-form")) return;
+  if (!elt.matches("#launch-form [hx-post][hx-swap='none']")) {
+    heldBackCheck = null; // the form's own request answers for every field
+    return;
+  }
+  elt.addEventListener(
     "htmx:beforeSwap",
     (swap) => {
-      if (!field.isConnected) swap.detail.shouldSwap = false;
+      if (!elt.isConnected) swap.detail.shouldSwap = false;
+      else if (buttonPressed) {
+        swap.detail.shouldSwap = false;
+        heldBackCheck = elt;
+      }
     },
     { once: true },
   );
