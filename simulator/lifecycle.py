@@ -1,7 +1,7 @@
 """Where a simulated training is at a given moment, derived from stored facts and the clock.
 
-No state is kept between requests. Each answer loads the jobs requested so far and walks
-them in request order through a FIFO queue of settings.SIMULATOR_GPU_SLOTS slots:
+Each answer reads the jobs requested so far and walks them in request order through a FIFO
+queue of settings.SIMULATOR_GPU_SLOTS slots:
 
     requested ──pending──▶ ready ──queued (waits for a slot)──▶ start ──starting──▶
     train start ──running (epochs one by one)──▶ train end ──finalizing──▶ done
@@ -11,6 +11,12 @@ backwards and the queue is first-in first-out. A job canceled before its start n
 a slot; a running job that is canceled or fails frees its slot at that moment. Stage lengths
 are simulated seconds divided by the job's own time scale (simulated seconds per real
 second, fixed when it was requested), so every timestamp below is real time.
+
+The walk is a pure function of the stored jobs: a job's ending is already in its facts. So
+it is kept between answers, and walked again only when a job was requested, canceled or
+deleted (SimScheduleStamp says so), or when the clock reads earlier than the newest fact (a
+frozen clock in the past sees fewer jobs and cancels). An answer then costs about the same
+with 100 jobs or 10,000.
 
 Stages as Scenario reports them (model `trainingProgress.stage` / job `status`):
 
@@ -25,14 +31,16 @@ Stages as Scenario reports them (model `trainingProgress.stage` / job `status`):
 
 from __future__ import annotations
 
+import heapq
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 
 from simulator import pricing
-from simulator.models import SimJob
+from simulator.models import SimJob, SimScheduleStamp
 
 # Simulated seconds of each stage around the training itself.
 PENDING_SECONDS = 20.0
@@ -160,20 +168,48 @@ class Schedule:
     by_job: dict[str, Timeline] = field(default_factory=dict)
     latest_by_model: dict[str, Timeline] = field(default_factory=dict)
 
+    # The last walk over every job, with the stamp it was made under and its newest fact.
+    horizon: datetime | None = None
+    _queue_counts: tuple[list[int], list[datetime | None]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
     @classmethod
     def load(cls, now: datetime, slots: int | None = None) -> Schedule:
-        jobs = SimJob.objects.filter(requested_at__lte=now).order_by("requested_at", "id")
-        return cls.walk(jobs, now, slots if slots is not None else settings.SIMULATOR_GPU_SLOTS)
+        """Return the schedule at `now`, walking the jobs again only if they changed."""
+        slots = slots if slots is not None else settings.SIMULATOR_GPU_SLOTS
+        stamp = (
+            SimScheduleStamp.current()
+        )  # before the jobs: a newer stamp must never label older jobs
+        kept = _kept.get(slots, stamp)
+        if kept is not None and (kept.horizon is None or now >= kept.horizon):
+            return replace(kept, now=now, _queue_counts=None)
+        jobs = list(SimJob.objects.order_by("requested_at", "id"))
+        horizon = max(
+            (moment for job in jobs for moment in (job.requested_at, job.canceled_at) if moment),
+            default=None,
+        )
+        if horizon is not None and now < horizon:
+            early = [job for job in jobs if job.requested_at <= now]
+            return cls.walk(early, now, slots)
+        schedule = cls.walk(jobs, now, slots)
+        schedule.horizon = horizon
+        _kept.put(slots, stamp, schedule)
+        return schedule
 
     @classmethod
     def walk(cls, jobs: Iterable[SimJob], now: datetime, slots: int) -> Schedule:
+        """Place each job in request order on the slot that frees first."""
         schedule = cls(now=now, slots=slots)
-        free: list[datetime | None] = [None] * max(1, slots)
+        # (taken before, frees at, slot): a slot never taken comes first, then the earliest.
+        free: list[tuple[bool, datetime | None, int]] = [
+            (False, None, i) for i in range(max(1, slots))
+        ]
         for order, job in enumerate(jobs):
-            slot = min(range(len(free)), key=lambda i: (free[i] is not None, free[i] or now))
-            timeline = _place(job, order, free[slot], now)
+            taken, frees_at, slot = free[0]
+            timeline = _place(job, order, frees_at if taken else None, now)
             if timeline.start is not None:
-                free[slot] = timeline.stop
+                heapq.heapreplace(free, (True, timeline.stop, slot))
             schedule.timelines.append(timeline)
             schedule.by_job[job.id] = timeline
             schedule.latest_by_model[job.model_id] = timeline
@@ -185,20 +221,36 @@ class Schedule:
     def latest_for(self, model_id: str) -> Timeline | None:
         return self.latest_by_model.get(model_id)
 
+    def model_statuses(self) -> dict[str, str]:
+        """Return each model's status, for the models that were ever sent to train."""
+        return {m: self.state(t).model_status for m, t in self.latest_by_model.items()}
+
     def is_active(self, timeline: Timeline) -> bool:
         return self.state(timeline).stage is not None
 
     def _waiting_ahead(self, timeline: Timeline) -> tuple[int, datetime]:
         """Count the jobs still waiting ahead of this one, and when that count last changed."""
-        count, changed = 0, timeline.ready
-        for other in self.timelines[: timeline.order]:
-            moments = (other.start, other.canceled)
-            left_queue = [m for m in moments if m is not None and m <= self.now]
-            if left_queue:
-                changed = max(changed, min(left_queue))
-            else:
-                count += 1
-        return count, changed
+        waiting, changed = self._queue_counts_now()
+        last_change = changed[timeline.order]
+        return waiting[timeline.order], max(timeline.ready, last_change or timeline.ready)
+
+    def _queue_counts_now(self) -> tuple[list[int], list[datetime | None]]:
+        """For each position: the jobs before it still waiting, and when one last left.
+
+        One pass per answer, so that a page of queued models costs no more than one model.
+        """
+        if self._queue_counts is None:
+            waiting, changed = [0], [None]
+            for other in self.timelines:
+                moments = (other.start, other.canceled)
+                left_queue = [m for m in moments if m is not None and m <= self.now]
+                last = changed[-1]
+                if left_queue:
+                    last = min(left_queue) if last is None else max(last, min(left_queue))
+                waiting.append(waiting[-1] + (0 if left_queue else 1))
+                changed.append(last)
+            self._queue_counts = (waiting, changed)
+        return self._queue_counts
 
     def state(self, timeline: Timeline) -> JobState:
         now, t = self.now, timeline
@@ -299,3 +351,28 @@ def _ending(t: Timeline, now: datetime) -> tuple[str, datetime] | None:
         return None
     moment, status = min(reached)
     return status, moment
+
+
+# --- the kept walk ----------------------------------------------------------------------------
+
+
+class _KeptWalk:
+    """The newest walk, kept for the stamp and slot count it was made under."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entry: tuple[int, str, Schedule] | None = None
+
+    def get(self, slots: int, stamp: str | None) -> Schedule | None:
+        entry = self._entry
+        if stamp is None or entry is None or entry[:2] != (slots, stamp):
+            return None
+        return entry[2]
+
+    def put(self, slots: int, stamp: str | None, schedule: Schedule) -> None:
+        if stamp is not None:
+            with self._lock:
+                self._entry = (slots, stamp, schedule)
+
+
+_kept = _KeptWalk()

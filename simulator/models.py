@@ -9,8 +9,11 @@ those timestamps and the clock. Restarting the process therefore loses nothing.
 from __future__ import annotations
 
 import secrets
+import uuid
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 
 def new_id(prefix: str, length: int = 22) -> str:
@@ -171,6 +174,43 @@ class SimJob(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class SimScheduleStamp(models.Model):
+    """One row whose token changes whenever a job is requested or canceled.
+
+    Answers keep their queue walk while the token stays the same. A random token, not a
+    counter: a test database emptied and filled again must never repeat an old stamp.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    token = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return self.token
+
+    @classmethod
+    def current(cls) -> str | None:
+        return cls.objects.filter(pk=1).values_list("token", flat=True).first()
+
+    @classmethod
+    def bump(cls) -> None:
+        """Say that the jobs changed: call it in the transaction that changed them."""
+        token = uuid.uuid4().hex
+        if cls.objects.filter(pk=1).update(token=token):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(pk=1, token=token)
+        except IntegrityError:  # made meanwhile by another writer
+            cls.objects.filter(pk=1).update(token=token)
+
+
+@receiver([post_save, post_delete], sender=SimJob)
+def _jobs_changed(**kwargs) -> None:
+    # Deletes cascade from a model and send this too; a queryset update() does not, so the
+    # views that cancel with one bump the stamp themselves.
+    SimScheduleStamp.bump()
 
 
 class RequestLog(models.Model):

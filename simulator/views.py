@@ -26,7 +26,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from simulator import clock, events, faults, images, parameters, pricing, spec
 from simulator.lifecycle import Schedule, train_seconds
-from simulator.models import RequestLog, SimAsset, SimJob, SimModel, SimTrainingImage
+from simulator.models import (
+    RequestLog,
+    SimAsset,
+    SimJob,
+    SimModel,
+    SimScheduleStamp,
+    SimTrainingImage,
+)
 from simulator.render import Renderer, epoch_name
 
 DRY_RUN_STATUS = 269  # what Scenario's SDK documents for a dry run
@@ -222,12 +229,23 @@ def _list_models(request: HttpRequest) -> JsonResponse:
     token = request.GET.get("paginationToken")
     if token:
         queryset = queryset.filter(id__in=_after_token(token))
-    page = list(queryset[: size + 1])
     renderer = _renderer(request)
+    status = (request.GET.get("status") or "").strip()
+    if status:
+        queryset = _with_status(queryset, renderer.schedule, status)
+    page = list(queryset[: size + 1])
     body: dict = {"models": [renderer.model(m, all_images=False) for m in page[:size]]}
     if len(page) > size:
         body["nextPaginationToken"] = _token_for(page[size - 1])
     return JsonResponse(body)
+
+
+def _with_status(queryset, schedule: Schedule, status: str):
+    """Keep the models whose status is `status` (a model never trained is "new")."""
+    trained = schedule.model_statuses()
+    if status == "new":
+        return queryset.exclude(id__in=list(trained))
+    return queryset.filter(id__in=[m for m, s in trained.items() if s == status])
 
 
 def _page_size(raw: str | None, *, default: int = 100, maximum: int = MAX_PAGE_SIZE) -> int:
@@ -452,6 +470,7 @@ def train_action(request: HttpRequest, model_id: str) -> HttpResponse:
         if timeline is None or not schedule.is_active(timeline):
             raise ApiError(400, "Model is not training")
         SimJob.objects.filter(pk=timeline.job.pk).update(canceled_at=now)
+        SimScheduleStamp.bump()
     return _model_answer(request, model_id, now)
 
 
@@ -543,6 +562,7 @@ def job_action(request: HttpRequest, job_id: str) -> HttpResponse:
         if not schedule.is_active(schedule.timeline(job_id)):
             raise ApiError(400, "Job is not running: it has already ended")
         SimJob.objects.filter(pk=job_id).update(canceled_at=now)
+        SimScheduleStamp.bump()
     renderer = _renderer(request, now)
     return JsonResponse({"job": renderer.job(renderer.schedule.timeline(job_id))})
 

@@ -479,3 +479,89 @@ def test_only_trainers_with_epochs_list_epochs(api):
     assert trained["status"] == "trained"
     assert "epochs" not in trained and "epoch" not in trained
     assert trained["capabilities"] == ["txt2audio"]
+
+
+# --- the kept queue walk and the list's status filter -------------------------------------------
+
+
+def _placements(schedule: Schedule) -> list[tuple]:
+    return [
+        (t.job.id, t.order, t.start, t.stop, t.canceled, schedule.state(t).position)
+        for t in schedule.timelines
+    ]
+
+
+def _walked_afresh(now: datetime, slots: int) -> Schedule:
+    return Schedule.walk(SimJob.objects.order_by("requested_at", "id"), now, slots)
+
+
+def test_the_kept_walk_is_the_walk_made_afresh_after_each_launch_cancel_and_delete(api):
+    api.settings.SIMULATOR_GPU_SLOTS = 2
+    models = [seed.create_model(name=f"Knight {i}") for i in range(6)]
+    later = T0
+    for i, model in enumerate(models):
+        later = T0 + timedelta(seconds=5 * i)
+        api.at(later)
+        api.ok("put", f"/models/{model.id}/train", {})
+        now = later + timedelta(seconds=1)
+        assert _placements(Schedule.load(now)) == _placements(_walked_afresh(now, 2))
+    api.at(later + timedelta(seconds=40))  # the first two run, four wait
+    api.ok("post", f"/models/{models[0].id}/train/action", {"action": "cancel"})
+    now = later + timedelta(seconds=41)
+    kept = Schedule.load(now)
+    assert _placements(kept) == _placements(_walked_afresh(now, 2))
+    assert kept.timeline(SimJob.objects.get(model=models[2]).id).start is not None
+    models[3].delete()  # the job goes with it
+    assert _placements(Schedule.load(now)) == _placements(_walked_afresh(now, 2))
+    assert len(Schedule.load(now).timelines) == 5
+
+
+def test_an_unchanged_schedule_is_not_walked_again(api, django_assert_num_queries):
+    model = seed.create_model()
+    api.ok("put", f"/models/{model.id}/train", {})
+    Schedule.load(T0 + timedelta(seconds=1))
+    with django_assert_num_queries(1):  # the stamp only
+        later = Schedule.load(T0 + timedelta(seconds=100))
+    assert later.now == T0 + timedelta(seconds=100)
+    assert later.state(later.latest_for(model.id)).job_status == "in-progress"
+
+
+def test_a_clock_before_the_newest_job_sees_only_what_was_requested_by_then(api):
+    first, second = seed.create_model(name="First"), seed.create_model(name="Second")
+    api.ok("put", f"/models/{first.id}/train", {})
+    api.at(T0 + timedelta(seconds=60))
+    api.ok("put", f"/models/{second.id}/train", {})
+    Schedule.load(T0 + timedelta(seconds=61))
+    earlier = Schedule.load(T0 + timedelta(seconds=30))
+    assert [t.job.model_id for t in earlier.timelines] == [first.id]
+
+
+def test_queue_positions_count_the_jobs_still_waiting_ahead(api):
+    models = [seed.create_model(name=f"Knight {i}") for i in range(5)]
+    for i, model in enumerate(models):
+        api.at(T0 + timedelta(seconds=i))
+        api.ok("put", f"/models/{model.id}/train", {})
+    api.at(T0 + timedelta(seconds=30))
+    api.ok("post", f"/models/{models[2].id}/train/action", {"action": "cancel"})
+    positions = [
+        api.ok("get", f"/models/{m.id}")["model"].get("trainingProgress", {}).get("position")
+        for m in models
+    ]
+    # One slot: the first trains, the third was canceled while waiting.
+    assert positions == [None, 0, None, 1, 2]
+
+
+def test_the_model_list_filters_by_status_and_takes_pages_of_500(api):
+    training, trained, new = (seed.create_model(name=n) for n in ("Training", "Trained", "New"))
+    api.ok("put", f"/models/{trained.id}/train", {})
+    api.at(T0 + timedelta(days=1))
+    api.ok("put", f"/models/{training.id}/train", {})
+
+    def listed(query: str) -> list[str]:
+        return [m["id"] for m in api.ok("get", f"/models?{query}")["models"]]
+
+    assert listed("status=training&pageSize=500") == [training.id]
+    assert listed("status=trained") == [trained.id]
+    assert listed("status=new") == [new.id]
+    assert listed("status=failed") == []
+    assert "between 1 and 500" in api.refused("get", "/models?pageSize=501")
