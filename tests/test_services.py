@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from tests.fixtures.workers import make_run
-from training import services
+from training import remote, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -116,13 +116,13 @@ def test_the_transition_writes_extra_fields_in_the_same_update(run):
     ],
 )
 def test_remote_states_map_to_local_states(status, stage, local):
-    assert services.local_state_for(status, stage) == local
+    assert remote.local_state_for(status, stage) == local
 
 
 def test_an_unknown_remote_state_is_logged_and_kept(caplog):
     with caplog.at_level(logging.WARNING, logger="training.services"):
-        assert services.local_state_for("training", "warming-the-gpus") is None
-        assert services.local_state_for("archived", None) is None
+        assert remote.local_state_for("training", "warming-the-gpus") is None
+        assert remote.local_state_for("archived", None) is None
     assert "warming-the-gpus" in caplog.text
     assert "archived" in caplog.text
 

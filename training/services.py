@@ -42,7 +42,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, forecast, notifications, params, scenario
+from training import access, budgets, forecast, notifications, params, remote, scenario
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -78,20 +78,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.NOT_STARTED: frozenset(),
 }
 
-# Remote → local, the one table: (model status, training stage) → local state.
-# A stage of None matches any stage of that status.
-REMOTE_STATES: dict[tuple[str, str | None], str] = {
-    ("training", "pending"): S.QUEUED,
-    ("training", "pending-captcha"): S.QUEUED,
-    ("training", "ready-for-captcha"): S.QUEUED,
-    ("training", "queued-for-train"): S.QUEUED,
-    ("training", "starting-train"): S.RUNNING,
-    ("training", "running-train"): S.RUNNING,
-    ("trained", None): S.SUCCEEDED,
-    ("failed", None): S.FAILED,
-    ("training-canceled", None): S.CANCELED,
-}
-REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
+# Where a cancel can still be asked: states that may end canceled or go to cancel-requested,
+# less cancel-requested itself (already asked).
+CANCELABLE_STATES = frozenset(
+    state
+    for state, targets in TRANSITIONS.items()
+    if targets & {S.CANCELED, S.CANCEL_REQUESTED} and state != S.CANCEL_REQUESTED
+)
 
 # The only states a trigger is sent from. Leaving them, a run forgets its secret parameters.
 SENDING_STATES = frozenset({S.DRAFT, S.WAITING, S.SUBMITTING})
@@ -229,20 +222,6 @@ def settle_stalled(run: TrainingRun, user) -> bool:
         message=message,
         error_message=message,
     )
-
-
-def local_state_for(model_status: str, stage: str | None) -> str | None:
-    """The local state a remote model status and stage mean, or None when it is unknown."""
-    state = REMOTE_STATES.get((model_status, stage)) or REMOTE_STATES.get((model_status, None))
-    if state is None and stage:
-        log.warning(
-            "Unknown remote state: status %r, stage %r; keeping the run as it is",
-            model_status,
-            stage,
-        )
-    elif state is None and model_status not in {"training", ""}:
-        log.warning("Unknown remote model status %r; keeping the run as it is", model_status)
-    return state
 
 
 def is_valid_path(states: list[str]) -> bool:
@@ -577,10 +556,10 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
 def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
     """Whether the remote model shows a training that started after this run was created."""
     since = _launch_horizon(run)
-    if model.status == "training":
+    if model.status == remote.TRAINING_STATUS:
         started = model.training_progress.started_at if model.training_progress else None
         return started is None or started >= since
-    if model.status in REMOTE_FINAL_STATUSES and model.training_stats is not None:
+    if model.status in remote.FINAL_STATUSES and model.training_stats is not None:
         started = model.training_stats.started_at
         return started is not None and started >= since
     return False
@@ -890,7 +869,7 @@ def poll_run(run_id: int) -> None:
         _poll_failed(run, error)
         return
     _refresh(run, client, model)
-    if run.state == S.CANCEL_REQUESTED and model.status == "training":
+    if run.state == S.CANCEL_REQUESTED and model.status == remote.TRAINING_STATUS:
         # Still training: the cancel may have been lost on its way. Sending it again is harmless.
         enqueue_on_commit("cancel_run", run.pk)
 
@@ -909,7 +888,7 @@ def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
         except scenario.NotFound:
             job = None
         except scenario.ScenarioError as error:
-            if model.status in REMOTE_FINAL_STATUSES:
+            if model.status in remote.FINAL_STATUSES:
                 _poll_failed(run, error)  # the billing matters: try again soon
                 return False
             log.info("Could not read job %s of run %s: %s", job_id, run.pk, error)
@@ -922,7 +901,7 @@ def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None
 
     A run that has ended without its job being found is marked cost_unknown.
     """
-    ended = model.status in REMOTE_FINAL_STATUSES
+    ended = model.status in remote.FINAL_STATUSES
     try:
         job = client.find_training_job(run.model.remote_id, since=_launch_horizon(run))
     except scenario.ScenarioError as error:
@@ -941,7 +920,7 @@ def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None
 
 def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
     """The job holds the status history and the billing: read it when they may have moved."""
-    if model.status in REMOTE_FINAL_STATUSES:
+    if model.status in remote.FINAL_STATUSES:
         return True
     progress = model.training_progress
     if progress is None:
@@ -963,7 +942,7 @@ def apply_snapshot(
         fields["remote_updated_at"] = timezone.now()
     if run.poll_failures:
         fields["poll_failures"] = 0
-    target = local_state_for(model.status, _stage(model))
+    target = remote.local_state_for(model.status, _stage(model))
     # Samples first: a worker killed between the two must not leave a finished run, never
     # polled again, without its last epoch's samples.
     stored = _store_samples(run, model)
@@ -1135,11 +1114,7 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
         seconds = setting("POLL_MAX_SECONDS")
     elif state == S.CANCEL_REQUESTED:
         seconds = setting("POLL_CANCEL_SECONDS")
-    elif (
-        state == S.RUNNING
-        or snapshot.get("stage") in {"starting-train", "running-train"}
-        or next_in_line
-    ):
+    elif state == S.RUNNING or snapshot.get("stage") in remote.FAST_POLL_STAGES or next_in_line:
         seconds = setting("POLL_RUNNING_SECONDS")
     else:
         ahead = snapshot.get("queue_position") or 0

@@ -32,7 +32,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, forecast, params, request_params, services, team_queue
+from training import (
+    access,
+    budgets,
+    forecast,
+    params,
+    remote,
+    request_params,
+    services,
+    team_queue,
+)
 from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
@@ -44,30 +53,16 @@ from training.models import (
     TrainingRun,
 )
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
-from training.templatetags.monitoring import (
-    CAPTCHA_STAGES,
-    duration,
-    person,
-    unknown_remote_state,
-)
+from training.templatetags.monitoring import duration, person, unknown_remote_state
 
 RECENTLY_FINISHED = 10
 BOARD_MAX_SHOWN = 1000
-CANCELABLE_STATES = frozenset(
-    {RunState.DRAFT, RunState.WAITING, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
-)
-# Scenario job statuses, grouped by the stage of the timeline they belong to ("pending" comes
-# first, before "queued": it belongs to the queue, not to the start).
-JOB_STARTING = frozenset({"warming-up"})
-JOB_RUNNING = frozenset({"in-progress", "finalizing"})
-JOB_FINAL = frozenset({"success", "failure", "canceled"})
-STAGES = ("launched", "queued", "starting", "running", "finished")
 STAGE_LABELS = {
-    "launched": "Launched",
-    "queued": "Queued",
-    "starting": "Starting",
-    "running": "Training",
-    "finished": "Finished",
+    remote.LAUNCHED: "Launched",
+    remote.QUEUED: "Queued",
+    remote.STARTING: "Starting",
+    remote.TRAINING: "Training",
+    remote.FINISHED: "Finished",
 }
 FINAL_LABELS = {
     RunState.SUCCEEDED: "Finished",
@@ -343,14 +338,14 @@ def _history(run) -> list[tuple[datetime, str]]:
 
 def _current_stage(run, history) -> int:
     """Where an unfinished run is on the timeline, from Scenario's stage or the job's."""
-    latest = history[-1][1] if history else ""
-    if run.stage == "running-train" or latest in JOB_RUNNING or run.state == RunState.RUNNING:
-        return 3
-    if run.stage == "starting-train" or latest in JOB_STARTING:
-        return 2
+    seen = {remote.stage_step(run.stage), remote.job_step(history[-1][1] if history else "")}
+    if remote.TRAINING in seen or run.state == RunState.RUNNING:
+        return remote.TIMELINE.index(remote.TRAINING)
+    if remote.STARTING in seen:
+        return remote.TIMELINE.index(remote.STARTING)
     if run.state in (RunState.DRAFT, RunState.SUBMITTING) and not run.job_id:
-        return 0
-    return 1
+        return remote.TIMELINE.index(remote.LAUNCHED)
+    return remote.TIMELINE.index(remote.QUEUED)
 
 
 def ended_at(run, history) -> datetime | None:
@@ -361,7 +356,8 @@ def ended_at(run, history) -> datetime | None:
     """
     if run.state not in FINAL_STATES:
         return None
-    final = next((at for at, status in reversed(history) if status in JOB_FINAL), None)
+    ends = remote.job_statuses_at(remote.FINISHED)
+    final = next((at for at, status in reversed(history) if status in ends), None)
     return final or run.train_ended_at or run.finished_at
 
 
@@ -370,23 +366,24 @@ def _timeline(run, history) -> list[dict]:
     if run.state == RunState.NOT_STARTED:
         return _refused_timeline(run)
 
-    def first(statuses):
-        return next((at for at, status in history if status in statuses), None)
+    def first(step):
+        return next((at for at, status in history if remote.job_step(status) == step), None)
 
     times = {
-        "launched": run.created_at,
-        "queued": first({"queued"}) or run.submitted_at,
-        "starting": first(JOB_STARTING),
-        "running": first(JOB_RUNNING) or run.train_started_at,
-        "finished": ended_at(run, history),
+        remote.LAUNCHED: run.created_at,
+        remote.QUEUED: first(remote.QUEUED) or run.submitted_at,
+        remote.STARTING: first(remote.STARTING),
+        remote.TRAINING: first(remote.TRAINING) or run.train_started_at,
+        remote.FINISHED: ended_at(run, history),
     }
     final = run.state in FINAL_STATES
-    current = len(STAGES) - 1 if final else _current_stage(run, history)
+    current = len(remote.TIMELINE) - 1 if final else _current_stage(run, history)
     steps = []
-    for index, key in enumerate(STAGES):
-        label = FINAL_LABELS.get(run.state, STAGE_LABELS[key]) if key == "finished" else None
+    for index, key in enumerate(remote.TIMELINE):
+        label = FINAL_LABELS.get(run.state) if key == remote.FINISHED else None
         if final:
-            status = "done" if times[key] or key in ("launched", "finished") else "skipped"
+            ends = (remote.LAUNCHED, remote.FINISHED)
+            status = "done" if times[key] or key in ends else "skipped"
         else:
             status = "done" if index < current else "current" if index == current else "todo"
         steps.append(
@@ -407,7 +404,7 @@ def _refused_timeline(run) -> list[dict]:
     """
     steps = [
         {"key": key, "label": STAGE_LABELS[key], "at": None, "status": "unreached"}
-        for key in STAGES
+        for key in remote.TIMELINE
     ]
     steps[0].update(at=run.created_at, status="attempted")
     steps[-1].update(label=FINAL_LABELS[run.state], at=run.finished_at, status="refused")
@@ -421,7 +418,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "run": run,
         "who": person(run.created_by),
         "final": run.state in FINAL_STATES,
-        "may_cancel": run.state in CANCELABLE_STATES and _may_manage(user, run),
+        "may_cancel": run.state in services.CANCELABLE_STATES and _may_manage(user, run),
         "timeline": _timeline(run, history),
         "history": history,
         "ended_at": ended_at(run, history),
@@ -430,7 +427,8 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "live_token": str(_us(run.updated_at)),
         "sample_count": sample_count,
         "event_count": event_count,
-        "captcha": run.state in (RunState.QUEUED, RunState.RUNNING) and run.stage in CAPTCHA_STAGES,
+        "captcha": run.state in (RunState.QUEUED, RunState.RUNNING)
+        and run.stage in remote.CAPTCHA_STAGES,
         "unknown_state": unknown_remote_state(run)
         if run.state in (RunState.QUEUED, RunState.RUNNING)
         else [],
