@@ -19,7 +19,7 @@ from django.utils import timezone
 from simulator import faults
 from simulator.models import RequestLog, SimModel
 from tests.fixtures.workers import launches, mirror
-from training import services
+from training import scenario_client, services
 from training.models import RunState, ScenarioModel, TrainingRun
 
 S = RunState
@@ -207,7 +207,7 @@ def test_a_launch_refused_after_its_cancel_was_requested_ends_canceled(scenario,
         try:
             services.submit_run(run.pk)
         finally:
-            services.close_client()
+            scenario_client.close()
             connection.close()
 
     worker = threading.Thread(target=submit)

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from training import preflight, scenario, services
+from training import preflight, scenario, scenario_client, services
 from training.models import (
     Dataset,
     DatasetImage,
@@ -66,7 +66,7 @@ class CheckedImage:
 
 def create_model(*, user, name: str, model_type: str, team: Team | None) -> ScenarioModel:
     """Make the model on Scenario and here, owned by `team`, with an empty dataset."""
-    remote = services.scenario_client().create_model(name=name, type=model_type)
+    remote = scenario_client.get().create_model(name=name, type=model_type)
     with transaction.atomic():
         model, _ = ScenarioModel.objects.update_or_create(
             remote_id=remote.id,
@@ -232,7 +232,7 @@ def sync(dataset_id: int) -> None:
     lease = _take_lease(dataset)
     if lease is None:
         raise services.TryAgain("Another worker is sending this dataset.", retry_after=2)
-    client = services.scenario_client()
+    client = scenario_client.get()
     try:
         failures = [
             *_upload_all(dataset, client),

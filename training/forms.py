@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from training import params
+from training import launch_request, params
 from training.models import ScenarioModel
 
 # Posted names that steer the form rather than hold a training parameter.
@@ -111,11 +111,7 @@ class LaunchForm:
         self.model_type = model.type
         self.family = params.family_for(model.type)
         self.image_count = model.training_images_number
-        self.images = [
-            image
-            for image in (model.training_images or [])
-            if isinstance(image, dict) and isinstance(image.get("id"), str) and image["id"]
-        ]
+        self.images = launch_request.training_images(model)
         self.prompt_field, self.source_field = _row_fields(self.family)
         self.extra_errors: dict[str, str] = {}
         self.secret_names = {f.name for f in self.family.form_fields if f.secret}
@@ -225,10 +221,7 @@ class LaunchForm:
 
     def _validate(self) -> tuple[dict, dict]:
         if self._result is None:
-            known = {image["id"] for image in self.images}
-            clean, errors = params.validate(
-                self.model_type, self.raw, self.image_count, known_assets=known
-            )
+            clean, errors = launch_request.validate(self.model, self.raw)
             self._result = clean, {**errors, **self.extra_errors}
         return self._result
 
@@ -246,7 +239,7 @@ class LaunchForm:
     @property
     def parameters(self) -> dict[str, object]:
         """What Scenario is sent for these values (valid forms only)."""
-        return params.request_parameters(self.model_type, self.clean, self.image_count)
+        return launch_request.request_parameters(self.model, self.clean)
 
     @property
     def kept_secrets(self) -> dict[str, str]:

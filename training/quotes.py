@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from training import services
+from training import scenario_client
 from training.models import Quote, ScenarioModel
 
 CACHE_SECONDS = 600
@@ -75,7 +75,7 @@ def fetch(model: ScenarioModel, parameters: dict) -> tuple[float, float]:
     cached = cache.get(key)
     if cached is not None:
         return cached
-    quote = services.scenario_client().quote(model.remote_id, parameters)
+    quote = scenario_client.get().quote(model.remote_id, parameters)
     value = (float(quote.cost), float(quote.discount))
     cache.set(key, value, CACHE_SECONDS)
     return value

@@ -31,7 +31,6 @@ says why.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -42,7 +41,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, forecast, notifications, params, remote, scenario
+from training import (
+    access,
+    budgets,
+    forecast,
+    notifications,
+    params,
+    remote,
+    scenario,
+    scenario_client,
+)
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -478,7 +486,7 @@ def submit_run(run_id: int) -> None:
         if team_queue().queue_draft(run):
             _launch(run, run.submitted_at, reconcile=False)
     elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
-        _settle_unknown(run, scenario_client())
+        _settle_unknown(run, scenario_client.get())
     elif run.state == S.SUBMITTING:
         lease = _take_lease(run)
         if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
@@ -490,7 +498,7 @@ def submit_run(run_id: int) -> None:
 
 
 def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
-    client = scenario_client()
+    client = scenario_client.get()
     if reconcile:
         model = _reconcile(run, client, lease)
         if model is None or _launch_visible(model, run):
@@ -859,7 +867,7 @@ def poll_run(run_id: int) -> None:
     run = _active_run(run_id)
     if run is None or run.state not in POLLED_STATES or not is_launched(run):
         return
-    client = scenario_client()
+    client = scenario_client.get()
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.NotFound:
@@ -1146,7 +1154,7 @@ def cancel_run(run_id: int) -> None:
 
 
 def _send_cancel(run: TrainingRun) -> None:
-    client = scenario_client()
+    client = scenario_client.get()
     try:
         model = client.cancel_training(run.model.remote_id)
     except scenario.NotFound:
@@ -1177,7 +1185,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     live lease (its trigger may be on its way), the model is read now and every few seconds:
     a launch that shows is canceled at once, and the submit settles the rest.
     """
-    client = scenario_client()
+    client = scenario_client.get()
     if run.outcome_unknown_at is not None:
         _settle_unknown(run, client)
         return
@@ -1277,7 +1285,7 @@ def sync_models(client=None) -> int:
     (out of the picker) rather than deleted, so its runs keep their history. One that comes
     back is back.
     """
-    client = client or scenario_client()
+    client = client or scenario_client.get()
     now = timezone.now()
     count = 0
     for model in client.iter_models():
@@ -1345,30 +1353,6 @@ def add_member(team_name: str, username: str, role: str, password: str | None = 
 
 
 # --- Helpers --------------------------------------------------------------------------------
-
-
-_clients = threading.local()
-
-
-def scenario_client() -> scenario.ScenarioClient:
-    """This thread's client for the configured Scenario, so calls reuse their connections."""
-    key = (settings.SCENARIO_API_URL, settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET,
-           settings.SCENARIO_CONNECT_TIMEOUT, settings.SCENARIO_READ_TIMEOUT,
-           settings.SCENARIO_MAX_RETRY_AFTER)  # fmt: skip
-    cached = getattr(_clients, "cached", None)
-    if cached is None or cached[0] != key:
-        if cached is not None:
-            cached[1].close()
-        cached = _clients.cached = (key, scenario.ScenarioClient.from_settings())
-    return cached[1]
-
-
-def close_client() -> None:
-    """Close this thread's Scenario client and its kept-alive connections."""
-    cached = getattr(_clients, "cached", None)
-    if cached is not None:
-        cached[1].close()
-        _clients.cached = None
 
 
 def team_queue():

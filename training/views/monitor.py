@@ -39,6 +39,7 @@ from training import (
     params,
     remote,
     request_params,
+    scenario_client,
     services,
     team_queue,
 )
@@ -834,7 +835,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     Nothing is stored unless Scenario accepted the change.
     """
     try:
-        services.scenario_client().set_epoch(run.model.remote_id, epoch)
+        scenario_client.get().set_epoch(run.model.remote_id, epoch)
     except (OutcomeUnknown, ResponseShapeError) as error:
         # The change may have happened: setting the same epoch again is harmless.
         reason = (error.message or "no answer").rstrip(".")
