@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from tests.fixtures.workers import make_run
-from training import remote, services
+from training import access, remote, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -335,14 +335,14 @@ def test_failed_polls_back_off_but_honour_retry_after():
 
 
 def test_adding_a_member_creates_the_team_and_the_user(db):
-    membership = services.add_member("Team C", "erin", "lead", password="long-enough-pw")
+    membership = access.add_member("Team C", "erin", "lead", password="long-enough-pw")
     assert membership.team.name == "Team C"
     assert membership.role == "lead"
     assert membership.user.check_password("long-enough-pw")
 
 
 def test_adding_an_existing_member_changes_their_team_and_role(alice, team_b):
-    services.add_member("Team B", "alice", "lead")
+    access.add_member("Team B", "alice", "lead")
     alice.refresh_from_db()
     assert (alice.membership.team, alice.membership.role) == (team_b, "lead")
     assert alice.has_usable_password()  # kept, since no new one was given

@@ -1,11 +1,16 @@
-"""Who may see, launch and cancel which runs. Every view, fragment and command asks here."""
+"""Decide who may see, launch and cancel which runs, and who is in which team.
+
+Every view, fragment and command asks here.
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from training.models import Membership, Role, ScenarioModel, TrainingRun
+from training.models import Membership, Role, ScenarioModel, Team, TrainingRun
 
 
 def membership_of(user) -> Membership | None:
@@ -114,3 +119,21 @@ def card_status(model: ScenarioModel) -> str:
     """The Scenario status the picker shows: none for a shared model, whose status is that of
     whichever team trained it last."""
     return "" if model.shared else model.status
+
+
+def add_member(team_name: str, username: str, role: str, password: str | None = None):
+    """Put someone in a team with a role, creating the team and the user when they are new."""
+    if role not in Role.values:
+        raise ValueError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
+    with transaction.atomic():
+        team, _ = Team.objects.get_or_create(name=team_name)
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if password:
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.save()
+        membership, _ = Membership.objects.update_or_create(
+            user=user, defaults={"team": team, "role": role}
+        )
+    return membership

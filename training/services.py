@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -56,8 +55,6 @@ from training.models import (
     FINAL_STATES,
     EpochSample,
     EventSource,
-    Membership,
-    Role,
     RunEvent,
     RunState,
     ScenarioModel,
@@ -1275,7 +1272,7 @@ def _claim_due(run: TrainingRun, now: datetime, delay: timedelta) -> bool:
     return bool(TrainingRun.objects.filter(due_filter, pk=run.pk, state=run.state).update(**values))
 
 
-# --- Models and members ---------------------------------------------------------------------
+# --- Models ---------------------------------------------------------------------
 
 
 def sync_models(client=None) -> int:
@@ -1332,24 +1329,6 @@ def _all_training_images(client, model: scenario.Model) -> list[dict]:
         except scenario.NotFound:
             pass  # deleted since it was listed: the next sync marks it gone
     return [{"id": image.id, "name": image.name, "url": image.url} for image in images]
-
-
-def add_member(team_name: str, username: str, role: str, password: str | None = None):
-    """Put someone in a team with a role, creating the team and the user when they are new."""
-    if role not in Role.values:
-        raise ValueError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
-    with transaction.atomic():
-        team, _ = Team.objects.get_or_create(name=team_name)
-        user, created = get_user_model().objects.get_or_create(username=username)
-        if password:
-            user.set_password(password)
-        elif created:
-            user.set_unusable_password()
-        user.save()
-        membership, _ = Membership.objects.update_or_create(
-            user=user, defaults={"team": team, "role": role}
-        )
-    return membership
 
 
 # --- Helpers --------------------------------------------------------------------------------
