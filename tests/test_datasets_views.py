@@ -146,12 +146,12 @@ def test_a_blocker_stops_even_a_lead(knight, client, bob):
 
 def test_a_failure_to_send_is_shown_in_words_until_it_goes_through(knight, client, alice):
     from simulator import faults
-    from training import services
+    from training.scenario import TryAgain
 
     client.force_login(alice)
     _upload(client, knight, [("a.png", picture(1, (64, 64)))])
     faults.inject(503, times=1, method="POST", path_contains="/training-images")
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         datasets.sync(knight.dataset.pk)
     page = client.get(_page(knight.remote_id)).content.decode()
     assert "Scenario did not take everything yet" in page and "503" in page

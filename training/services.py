@@ -33,7 +33,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NoReturn
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
@@ -119,18 +121,6 @@ class LaunchRefused(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-class TryAgain(Exception):
-    """A transient failure: the task should retry later (after `retry_after` seconds if set)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    @classmethod
-    def from_error(cls, error: scenario.ScenarioError) -> TryAgain:
-        return cls(str(error.message or error), error.retry_after)
 
 
 # --- The state machine ----------------------------------------------------------------------
@@ -443,16 +433,17 @@ def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
 
 
 def enqueue(task_name: str, run_id: int) -> bool:
-    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run."""
-    from training import tasks  # the tasks module imports this one
+    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run.
 
+    The task is named, not imported: training.tasks imports this module, never the reverse.
+    """
     options = {"retry_policy": PUBLISH_RETRY_POLICY}
     if task_name in {"submit_run", "cancel_run"}:
         # These hold the submit lease: the worker kills them before the lease runs out.
         lease = setting("SUBMIT_TIMEOUT_SECONDS")
         options.update(time_limit=lease, soft_time_limit=lease * 0.8)
     try:
-        getattr(tasks, task_name).apply_async((run_id,), **options)
+        current_app.signature(f"training.tasks.{task_name}").apply_async((run_id,), **options)
     except Exception:  # each broker transport raises its own errors
         log.warning(
             "Could not enqueue %s for run %s; the sweep will retry",
@@ -465,6 +456,7 @@ def enqueue(task_name: str, run_id: int) -> bool:
 
 
 def enqueue_on_commit(task_name: str, run_id: int) -> None:
+    """Publish a task for a run once the current transaction commits."""
     transaction.on_commit(partial(enqueue, task_name, run_id))
 
 
@@ -474,7 +466,7 @@ def enqueue_on_commit(task_name: str, run_id: int) -> None:
 def submit_run(run_id: int) -> None:
     """Send the run's trigger to Scenario, at most once, or adopt a launch that already went out.
 
-    Raises TryAgain for a transient failure before anything was sent.
+    Raises a TryAgain (a transient ScenarioError) for a failure before anything was sent.
     """
     run = _active_run(run_id)
     if run is None:
@@ -523,7 +515,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
             _release_lease(run, lease)
             if _gave_up(run, error):
                 return
-            raise TryAgain.from_error(error) from error
+            raise
         if isinstance(error, scenario.AlreadyTraining) and team_queue().other_run_is_training(run):
             team_queue().wait_for_model(run, lease)
         elif isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
@@ -549,7 +541,7 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
             _release_lease(run, lease)
             if _gave_up(run, error):
                 return None
-            raise TryAgain.from_error(error) from error
+            raise
         _refused(run, error)
         return None
     if _launch_visible(model, run):
@@ -1139,7 +1131,7 @@ def _error_delay(failures: int, retry_after: float | None) -> float:
 def cancel_run(run_id: int) -> None:
     """Send the cancel of a cancel-requested run to Scenario; polls confirm it.
 
-    Raises TryAgain for a transient failure.
+    Raises a TryAgain for a failure that may pass.
     """
     run = _active_run(run_id)
     if run is None or run.state != S.CANCEL_REQUESTED:
@@ -1159,13 +1151,13 @@ def _send_cancel(run: TrainingRun) -> None:
         return
     except scenario.ScenarioError as error:
         if error.transient:
-            raise TryAgain.from_error(error) from error
+            raise
         # Typically "not training": it finished first. Read what really happened.
         log.info("Scenario refused the cancel of run %s: %s", run.pk, error)
         try:
             model = client.get_model(run.model.remote_id)
         except scenario.ScenarioError as read_error:
-            raise TryAgain.from_error(read_error) from read_error
+            _retry(read_error)
     _refresh(run, client, model)
     if run.state == S.CANCEL_REQUESTED:
         # Look again soon rather than at a deep-queue interval.
@@ -1196,7 +1188,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
         model = None
     except scenario.ScenarioError as error:
         _release_lease(run, lease)
-        raise TryAgain.from_error(error) from error
+        _retry(error)
     if model is not None and _launch_visible(model, run):
         if _record_launch_while_canceling(run, _adoption_fields(run, client, model)):
             _send_cancel(run)
@@ -1347,6 +1339,14 @@ def _active_run(run_id: int) -> TrainingRun | None:
     if run is None or run.is_final:
         return None
     return run
+
+
+def _retry(error: scenario.ScenarioError) -> NoReturn:
+    """Raise so that the task runs again, whether the error is transient or not: until the
+    model can be read, a cancel's outcome is unknown."""
+    if error.transient:
+        raise error
+    raise scenario.TryAgain(error.message or str(error)) from error
 
 
 def _fail(run: TrainingRun, message: str, expected=None) -> bool:
