@@ -1,14 +1,12 @@
-"""The training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
+"""Run the training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
 
 Every change of `TrainingRun.state` goes through `transition`, a compare-and-set UPDATE that
 also writes a RunEvent. Workers call the functions below through thin Celery tasks; views
 and management commands call `launch_run` and `request_cancel`.
 
 Launching safely. A run is written in draft and enqueued on commit; the sweep re-enqueues
-it if the broker lost it. `submitted_at` is the submit lease: whoever moves the run into
-submitting, or takes over a lease that is empty or older than SUBMIT_TIMEOUT_SECONDS, may
-send the trigger, and only after checking (again by compare-and-set) that no cancel came
-first. A submit task's hard time limit equals the lease, so a lease outlives its holder.
+it if the broker lost it. Only the holder of the submit lease (training.leases) sends the
+trigger, and only after checking (again by compare-and-set) that no cancel came first.
 Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
 the training, and adopts it instead of triggering again. That is what keeps it to at most
 one launch per run, whatever the broker, the network or the workers do.
@@ -46,6 +44,7 @@ from training import (
     access,
     budgets,
     forecast,
+    leases,
     notifications,
     params,
     remote,
@@ -477,7 +476,7 @@ def submit_run(run_id: int) -> None:
     elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
         _settle_unknown(run, scenario_client.get())
     elif run.state == S.SUBMITTING:
-        lease = _take_lease(run)
+        lease = leases.take(run)
         if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
             # A run just sent from the team queue (no lease, no trigger yet): nothing to look for.
             sent_before = run.triggers_sent > 0 or run.submitted_at is not None
@@ -495,7 +494,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
     run.submitted_at = lease
     if not team_queue().refresh_quote(run, client):
         return
-    lease = _renew_lease(run, lease)
+    lease = leases.renew(run, lease)
     if lease is None:
         _lost_lease(run)
         return
@@ -512,7 +511,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
             team_queue().wait_for_limit(run, lease, error)
             return
         if error.transient:
-            _release_lease(run, lease)
+            leases.release(run, lease)
             if _gave_up(run, error):
                 return
             raise
@@ -538,7 +537,7 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
         return None
     except scenario.ScenarioError as error:
         if error.transient:
-            _release_lease(run, lease)
+            leases.release(run, lease)
             if _gave_up(run, error):
                 return None
             raise
@@ -651,7 +650,7 @@ def _settle_unknown(run: TrainingRun, client) -> None:
             _cancel_unsent(run)
         else:
             _schedule_read_back(run)
-    elif _free_unknown_lease(run):
+    elif leases.free_after_read_back(run):
         log.info("Run %s: the read-back shows no launch; triggering again", run.pk)
         enqueue("submit_run", run.pk)
 
@@ -668,22 +667,6 @@ def _schedule_read_back(run: TrainingRun) -> None:
     TrainingRun.objects.filter(
         pk=run.pk, state=run.state, outcome_unknown_at=since, job_id="", remote_model_status=""
     ).update(next_poll_at=due)
-
-
-def _free_unknown_lease(run: TrainingRun) -> bool:
-    """Let the next submit take the lease at once: the read-back showed nothing launched."""
-    return bool(
-        TrainingRun.objects.filter(
-            pk=run.pk,
-            state=S.SUBMITTING,
-            submitted_at=run.submitted_at,
-            outcome_unknown_at=run.outcome_unknown_at,
-        ).update(
-            submitted_at=None,
-            outcome_unknown_at=None,
-            next_poll_at=timezone.now() + timedelta(seconds=setting("SUBMIT_GRACE_SECONDS")),
-        )
-    )
 
 
 def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
@@ -800,46 +783,6 @@ def _cancel_unsent(run: TrainingRun) -> None:
         source=EventSource.WORKER,
         message="Canceled before the launch reached Scenario",
     )
-
-
-# --- The submit lease -----------------------------------------------------------------------
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=setting("SUBMIT_TIMEOUT_SECONDS"))
-
-
-def _take_lease(run: TrainingRun) -> datetime | None:
-    """Take over the submit lease when it is empty or has run out; None when it is held."""
-    now = timezone.now()
-    held = run.submitted_at
-    if held is not None and held > now - _lease():
-        return None
-    lease_filter = Q(submitted_at__isnull=True) if held is None else Q(submitted_at=held)
-    # Another worker got there first when no row changes.
-    taken = TrainingRun.objects.filter(lease_filter, pk=run.pk, state=run.state).update(
-        submitted_at=now, next_poll_at=now + _lease()
-    )
-    return now if taken else None
-
-
-def _renew_lease(run: TrainingRun, lease: datetime) -> datetime | None:
-    """Check, just before sending, that the run is still ours to submit and not canceled."""
-    now = timezone.now()
-    renewed = TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
-        submitted_at=now, next_poll_at=now + _lease(), triggers_sent=F("triggers_sent") + 1
-    )
-    if not renewed:
-        return None
-    run.submitted_at, run.triggers_sent = now, run.triggers_sent + 1
-    return now
-
-
-def _release_lease(run: TrainingRun, lease: datetime) -> None:
-    """Nothing went out this time: let the retry (or the sweep) take the lease at once."""
-    TrainingRun.objects.filter(
-        pk=run.pk, state__in=[S.SUBMITTING, S.CANCEL_REQUESTED], submitted_at=lease
-    ).update(submitted_at=None)
 
 
 def is_launched(run: TrainingRun) -> bool:
@@ -1178,7 +1121,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     if run.outcome_unknown_at is not None:
         _settle_unknown(run, client)
         return
-    lease = _take_lease(run)
+    lease = leases.take(run)
     if lease is None:
         _cancel_if_launched(run, client)
         return
@@ -1187,7 +1130,7 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     except scenario.NotFound:
         model = None
     except scenario.ScenarioError as error:
-        _release_lease(run, lease)
+        leases.release(run, lease)
         _retry(error)
     if model is not None and _launch_visible(model, run):
         if _record_launch_while_canceling(run, _adoption_fields(run, client, model)):
@@ -1242,9 +1185,9 @@ def sweep() -> int:
 def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:
     """Which task a due run needs, and when to look at it again if that task is lost."""
     if run.state in {S.DRAFT, S.SUBMITTING}:
-        return "submit_run", _lease()
+        return "submit_run", leases.length()
     if run.state == S.CANCEL_REQUESTED and not is_launched(run):
-        return "cancel_run", _lease()
+        return "cancel_run", leases.length()
     return "poll_run", _poll_delay(
         run.state, {"stage": run.stage, "queue_position": run.queue_position}
     )

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
-from training import budgets, scenario, services
+from training import budgets, leases, scenario, services
 from training.models import EventSource, RunState, Team, TrainingRun
 from training.templatetags.monitoring import person
 
@@ -124,7 +124,7 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
             submitted_at=lease,
             waiting_reason="",
             queue_position=None,
-            next_poll_at=now + (services._lease() if lease else _grace()),
+            next_poll_at=now + (leases.length() if lease else _grace()),
         )
         if claimed and team.learned_limit is not None:
             _after_probe(team, now)
