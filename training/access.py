@@ -14,6 +14,7 @@ from training.models import Membership, Role, ScenarioModel, Team, TrainingRun
 
 
 def membership_of(user) -> Membership | None:
+    """Return the user's membership of their team, or None."""
     if not user.is_authenticated:
         return None
     try:
@@ -49,26 +50,40 @@ def get_run_for_user(user, pk, *, related: tuple[str, ...] = (), **annotations) 
         raise Http404("No such run") from None
 
 
-def can_cancel(user, run: TrainingRun) -> bool:
-    """Staff cancel anything, a lead their team's runs, an artist their own runs."""
-    if user.is_staff:
-        return True
-    membership = membership_of(user)
-    if membership is None or membership.team_id != run.team_id:
-        return False
-    return membership.role == Role.LEAD or run.created_by_id == user.pk
+# What `role` defaults to when the caller did not read the user's role in the run's team.
+UNREAD = object()
 
 
-def may_settle(user, run: TrainingRun) -> bool:
-    """Staff, or a lead of the run's team: ending a run by hand is a lead's call."""
+def role_in_team(user, team_id) -> str | None:
+    """Return the user's role in a team, or None when they are not in it."""
+    membership = membership_of(user)
+    if membership is None or membership.team_id != team_id:
+        return None
+    return membership.role
+
+
+def can_cancel(user, run: TrainingRun, *, role=UNREAD) -> bool:
+    """Tell whether the user may cancel the run: staff anything, a lead their team's runs, an
+    artist their own runs.
+
+    `role` is the user's role in the run's team (None: not in it) when the caller read it
+    along with the run; otherwise it is read here, with a query the first time.
+    """
     if user.is_staff:
         return True
-    membership = membership_of(user)
-    return (
-        membership is not None
-        and membership.team_id == run.team_id
-        and membership.role == Role.LEAD
-    )
+    role = role_in_team(user, run.team_id) if role is UNREAD else role
+    return role is not None and (role == Role.LEAD or run.created_by_id == user.pk)
+
+
+def may_settle(user, run: TrainingRun, *, role=UNREAD) -> bool:
+    """Tell whether the user may end a run by hand: staff, or a lead of the run's team.
+
+    `role` is as for can_cancel.
+    """
+    if user.is_staff:
+        return True
+    role = role_in_team(user, run.team_id) if role is UNREAD else role
+    return role == Role.LEAD
 
 
 def trainable_models(user) -> QuerySet[ScenarioModel]:

@@ -77,25 +77,19 @@ FINAL_LABELS = {
 
 
 def _with_viewer(runs: QuerySet[TrainingRun], user) -> QuerySet[TrainingRun]:
-    """Read the viewer's membership of each run's team along with the run."""
+    """Read the viewer's role in each run's team along with the run (None: not in it)."""
     mine = Membership.objects.filter(user_id=user.pk, team_id=OuterRef("team_id"))
-    return runs.annotate(
-        viewer_membership_id=Subquery(mine.values("pk")[:1]),
-        viewer_role=Subquery(mine.values("role")[:1]),
-    )
+    return runs.annotate(viewer_role=Subquery(mine.values("role")[:1]))
 
 
-def _remember_membership(user, run) -> None:
-    """Hand access.can_cancel the membership the run query already read (no second query)."""
-    if getattr(run, "viewer_membership_id", None) is not None:
-        user.membership = Membership(
-            pk=run.viewer_membership_id, team_id=run.team_id, role=run.viewer_role
-        )
+def _viewer_role(run):
+    """Return the viewer's role the run query read, for access to spend no query of its own."""
+    return getattr(run, "viewer_role", access.UNREAD)
 
 
 def _may_manage(user, run) -> bool:
     """Cancel and "Use this epoch" follow one rule: staff, the team's lead, or the author."""
-    return access.can_cancel(user, run)
+    return access.can_cancel(user, run, role=_viewer_role(run))
 
 
 # --- Rendering fragments -------------------------------------------------------------------
@@ -434,7 +428,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         if run.state in (RunState.QUEUED, RunState.RUNNING)
         else [],
         "stalled": services.is_stalled(run, now),
-        "may_settle": access.may_settle(user, run),
+        "may_settle": access.may_settle(user, run, role=_viewer_role(run)),
         **_queue_context(run),
     }
 
@@ -472,7 +466,6 @@ def _live_run(user, pk) -> TrainingRun:
         run = runs.get(pk=pk)
     except TrainingRun.DoesNotExist:
         raise Http404("No such run") from None
-    _remember_membership(user, run)
     return run
 
 
@@ -607,7 +600,6 @@ def _run_and_rows(
             *RUN_FIELDS,
             "latest_of_model",
             "newest_run_id",
-            "viewer_membership_id",
             "viewer_role",
             *chooser,
             *joined,
@@ -618,12 +610,11 @@ def _run_and_rows(
         raise Http404("No such run")
     first = values[0]
     run = TrainingRun(**{field: first[field] for field in RUN_FIELDS})
-    run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
+    run.viewer_role = first["viewer_role"]
     run.latest_of_model, run.newest_run_id = first["latest_of_model"], first["newest_run_id"]
     if chooser and run.selected_epoch_by_id is not None:
         names = {field: first[f"selected_epoch_by__{field}"] for field in CHOOSER_FIELDS}
         run.selected_epoch_by = get_user_model()(pk=run.selected_epoch_by_id, **names)
-    _remember_membership(user, run)
     rows = [
         {field: row[f"{relation}__{field}"] for field in fields}
         for row in values
