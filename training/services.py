@@ -218,13 +218,6 @@ def settle_stalled(run: TrainingRun, user) -> bool:
     )
 
 
-def is_valid_path(states: list[str]) -> bool:
-    """Whether a trail of states (from draft) is a path of the state machine."""
-    if not states or states[0] != S.DRAFT:
-        return False
-    return all(b in TRANSITIONS[a] for a, b in zip(states, states[1:], strict=False))
-
-
 # --- Launch and cancel (called by views and commands) ---------------------------------------
 
 
