@@ -24,7 +24,7 @@ def membership_of(user) -> Membership | None:
 
 
 def visible_runs(user) -> QuerySet[TrainingRun]:
-    """Staff see every run; everyone else sees their own team's runs.
+    """Return the runs the user may see: staff every run, everyone else their own team's.
 
     One SQL condition, with no query for the membership, so live fragments stay cheap.
     """
@@ -37,7 +37,7 @@ def visible_runs(user) -> QuerySet[TrainingRun]:
 
 
 def get_run_for_user(user, pk, *, related: tuple[str, ...] = (), **annotations) -> TrainingRun:
-    """The run, or 404 when it does not exist or belongs to a team the user may not see.
+    """Return the run, or 404 when it does not exist or is of a team the user may not see.
 
     `related` names further relations, and `annotations` further values, to read in the same
     query.
@@ -87,7 +87,7 @@ def may_settle(user, run: TrainingRun, *, role=UNREAD) -> bool:
 
 
 def trainable_models(user) -> QuerySet[ScenarioModel]:
-    """Models the user's team may see in the picker and train.
+    """Return the models the user's team may see in the picker and train.
 
     A model belongs to one team: the one staff assigned, else the team of its first launch
     (claim_model, at launch). Until someone launches it, an unassigned model is open to every
@@ -116,7 +116,7 @@ def claim_model(model: ScenarioModel, team) -> bool:
 
 
 def card_image(model: ScenarioModel) -> str:
-    """The image the picker shows for a model, or "".
+    """Return the image the picker shows for a model, or "".
 
     Scenario makes a trained model's thumbnail from its last training's samples. A team's own
     model may show it; a shared model shows its first training image instead, so no team sees
@@ -131,8 +131,8 @@ def card_image(model: ScenarioModel) -> str:
 
 
 def card_status(model: ScenarioModel) -> str:
-    """The Scenario status the picker shows: none for a shared model, whose status is that of
-    whichever team trained it last."""
+    """Return the Scenario status the picker shows: none for a shared model, whose status is
+    that of whichever team trained it last."""
     return "" if model.shared else model.status
 
 

@@ -110,12 +110,12 @@ PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 
 
 
 def setting(name: str) -> float:
-    """A lifecycle setting (dashboard/settings.py), read at call time so tests can change it."""
+    """Return a lifecycle setting (dashboard/settings.py), read at call time for the tests."""
     return float(getattr(settings, name))
 
 
 class LaunchRefused(Exception):
-    """The user may not launch this training; `message` says why, in words for them."""
+    """Refuse a launch to the user; `message` says why, in words for them."""
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -183,7 +183,7 @@ def transition(
 
 
 def is_stalled(run: TrainingRun, now: datetime | None = None) -> bool:
-    """Whether Scenario's state of a launched run has not moved for STALL_AFTER_SECONDS."""
+    """Tell whether Scenario's state of a launched run has not moved for STALL_AFTER_SECONDS."""
     if run.state not in POLLED_STATES or not is_launched(run):
         return False
     moved = run.remote_updated_at or run.submitted_at
@@ -299,7 +299,7 @@ def record_unasked_launch(*, user, model: ScenarioModel, parameters: dict, launc
 
 
 def _launch_fields(run: TrainingRun, launch: scenario.Launch) -> dict:
-    """The run's fields from a launch answer: the snapshot, the job, the quote it carries."""
+    """Return the run's fields from a launch answer: the snapshot, the job, its quote."""
     fields = _snapshot_fields(run, launch.model, launch.job)
     fields["job_id"] = launch.job.id or fields.get("job_id", "")
     if launch.quote is not None:
@@ -543,7 +543,7 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
 
 
 def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
-    """Whether the remote model shows a training that started after this run was created."""
+    """Tell whether the remote model shows a training started after this run was created."""
     since = _launch_horizon(run)
     if model.status == remote.TRAINING_STATUS:
         started = model.training_progress.started_at if model.training_progress else None
@@ -594,7 +594,7 @@ def _gave_up(run: TrainingRun, error: scenario.ScenarioError) -> bool:
 
 
 def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError, lease) -> None:
-    """The trigger may have reached Scenario: note when, and read the model back now.
+    """Note when a trigger may have reached Scenario unanswered, and read the model back now.
 
     Until a read-back tells, the run keeps its lease and nobody triggers again; the sweep
     brings the next read-back on the READ_BACK_SECONDS schedule.
@@ -663,8 +663,11 @@ def _schedule_read_back(run: TrainingRun) -> None:
 
 
 def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
-    """A trigger sent again after a lost answer was refused ("already training"): the first
-    one launched after all. Adopt it; only a training that is not this run's ends it."""
+    """Adopt the first launch when a trigger sent again after a lost answer was refused.
+
+    "Already training": the first one launched after all. Only a training that is not this
+    run's ends it.
+    """
     log.warning("Scenario refused the second trigger of run %s (%s); adopting", run.pk, error)
     try:
         model = client.get_model(run.model.remote_id)
@@ -679,7 +682,7 @@ def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioEr
 
 
 def _adoption_fields(run: TrainingRun, client, model: scenario.Model) -> dict:
-    """The snapshot of a launch adopted by reading it back, with its job when it can be found.
+    """Return the snapshot of a launch adopted by reading it back, with its job if found.
 
     The model names no job: GET /jobs does. A failed look-up is tried again by the polls.
     """
@@ -696,12 +699,12 @@ def _adoption_fields(run: TrainingRun, client, model: scenario.Model) -> dict:
 
 
 def _launch_horizon(run: TrainingRun) -> datetime:
-    """The earliest moment a training of this run can have been created on Scenario."""
+    """Return the earliest moment a training of this run can have been created on Scenario."""
     return run.created_at - LAUNCH_CLOCK_SKEW
 
 
 def _answer_not_understood(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
-    """A 2xx answer without a job: look whether a training started before calling it failed."""
+    """Look whether a training started, after a 2xx answer without a job, before failing it."""
     log.warning("Scenario's answer to the launch of run %s was not understood: %s", run.pk, error)
     if _read_back(run, client) is False:
         _refused(run, error)
@@ -727,7 +730,7 @@ def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _is_refusal(error: scenario.ScenarioError) -> bool:
-    """Whether Scenario read the trigger and said no (a 4xx): then nothing can have started."""
+    """Tell whether Scenario read the trigger and said no (a 4xx): then nothing started."""
     return error.status is not None and 400 <= error.status < 500
 
 
@@ -761,8 +764,8 @@ def _cancel_refused(run: TrainingRun, message: str) -> None:
 
 
 def _lost_lease(run: TrainingRun) -> None:
-    """The pre-send check failed: a cancel came first (the trigger never goes out) or a
-    newer attempt took over."""
+    """Settle a run whose pre-send check failed: a cancel came first (the trigger never goes
+    out), or a newer attempt took over."""
     run.refresh_from_db()
     if run.state == S.CANCEL_REQUESTED:
         _cancel_unsent(run)
@@ -779,8 +782,11 @@ def _cancel_unsent(run: TrainingRun) -> None:
 
 
 def is_launched(run: TrainingRun) -> bool:
-    """Whether Scenario confirmed the launch. Only a confirmed launch stores a job id or a
-    remote model status, so their presence is the proof."""
+    """Tell whether Scenario confirmed the launch.
+
+    Only a confirmed launch stores a job id or a remote model status, so their presence is
+    the proof.
+    """
     return bool(run.job_id or run.remote_model_status)
 
 
@@ -852,7 +858,7 @@ def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None
 
 
 def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
-    """The job holds the status history and the billing: read it when they may have moved."""
+    """Tell whether to read the job: it holds the status history and the billing."""
     if model.status in remote.FINAL_STATUSES:
         return True
     progress = model.training_progress
@@ -924,7 +930,7 @@ def _stage(model: scenario.Model) -> str | None:
 
 
 def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job | None) -> dict:
-    """The run's fields as the remote model (and job) describe them now."""
+    """Return the run's fields as the remote model (and job) describe them now."""
     fields: dict = {"remote_model_status": model.status or ""}
     progress = model.training_progress
     if progress is not None:
@@ -1034,7 +1040,7 @@ def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _poll_delay(state: str, snapshot: dict) -> timedelta:
-    """Short while running or next in line, longer the deeper the run waits in the queue.
+    """Return when to poll next: soon while running or next in line, later the deeper in the queue.
 
     The run next in line may start any moment: polled as often as a training one, its page
     stops saying "waiting" soon after Scenario starts it.
@@ -1056,7 +1062,7 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
 
 
 def _error_delay(failures: int, retry_after: float | None) -> float:
-    """Exponential backoff after failed polls, never sooner than Scenario's Retry-After."""
+    """Return the backoff after failed polls, never sooner than Scenario's Retry-After."""
     backoff = setting("POLL_RUNNING_SECONDS") * 2 ** min(failures, 16)
     return max(min(backoff, setting("POLL_MAX_SECONDS")), retry_after or 0.0)
 
@@ -1104,7 +1110,7 @@ def _send_cancel(run: TrainingRun) -> None:
 
 
 def _settle_unlaunched_cancel(run: TrainingRun) -> None:
-    """A cancel came before Scenario confirmed the launch: cancel there only if it launched.
+    """Settle a cancel that came before Scenario confirmed the launch: cancel there if it did.
 
     While a trigger's answer is lost, the read-back schedule decides. While a submit holds a
     live lease (its trigger may be on its way), the model is read now and every few seconds:
@@ -1176,7 +1182,7 @@ def sweep() -> int:
 
 
 def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:
-    """Which task a due run needs, and when to look at it again if that task is lost."""
+    """Return the task a due run needs, and when to look again if that task is lost."""
     if run.state in {S.DRAFT, S.SUBMITTING}:
         return "submit_run", leases.length()
     if run.state == S.CANCEL_REQUESTED and not is_launched(run):
@@ -1236,7 +1242,7 @@ def sync_models(client=None) -> int:
 
 
 def _all_training_images(client, model: scenario.Model) -> list[dict]:
-    """Every training image of a listed model, as the mirror stores them.
+    """Return every training image of a listed model, as the mirror stores them.
 
     GET /models lists only "the first 3 training images of the model. To retrieve the full set
     of images, get it by modelId": when the list is short of trainingImagesNumber, read the
@@ -1263,14 +1269,14 @@ def _all_training_images(client, model: scenario.Model) -> list[dict]:
 
 
 def team_queue():
-    """The team queue module (it imports this one)."""
+    """Return the team queue module (it imports this one)."""
     from training import team_queue as module
 
     return module
 
 
 def _active_run(run_id: int) -> TrainingRun | None:
-    """The run, or None when it is gone or finished: tasks then have nothing to do."""
+    """Return the run, or None when it is gone or finished: tasks then have nothing to do."""
     run = TrainingRun.objects.select_related("model").filter(pk=run_id).first()
     if run is None or run.is_final:
         return None

@@ -1,4 +1,4 @@
-"""The pages people watch: the dashboard, a run's page with its live fragments, and cancel.
+"""Serve the pages people watch: the dashboard, a run's page with its live fragments, and cancel.
 
 Views read the database only; the worker keeps it current. The one exception is "Use this
 epoch", which asks Scenario to change the model and says so in words when it cannot.
@@ -88,7 +88,7 @@ def _viewer_role(run):
 
 
 def _may_manage(user, run) -> bool:
-    """Cancel and "Use this epoch" follow one rule: staff, the team's lead, or the author."""
+    """Tell whether the user may cancel or "Use this epoch": staff, the team's lead, the author."""
     return access.can_cancel(user, run, role=_viewer_role(run))
 
 
@@ -130,7 +130,7 @@ def _fragment(request, template: str, context: dict) -> HttpResponse:
 
 
 def _unchanged() -> HttpResponse:
-    """Nothing changed since the client's token: no body, nothing to swap."""
+    """Answer that nothing changed since the client's token: no body, nothing to swap."""
     response = HttpResponse(status=204)
     response["HX-Reswap"] = "none"
     return response
@@ -156,7 +156,7 @@ def _parse_date(raw) -> datetime | None:
 
 
 def _remaining_ms(run, now: datetime) -> int | None:
-    """Scenario's remaining time, less what has passed since it was read."""
+    """Return Scenario's remaining time, less what has passed since it was read."""
     if run.remaining_ms is None or run.state not in (RunState.QUEUED, RunState.RUNNING):
         return None
     # updated_at is when the worker last wrote what it read (a claim for a poll does not move
@@ -167,7 +167,7 @@ def _remaining_ms(run, now: datetime) -> int | None:
 
 
 def _epoch_count(run) -> int | None:
-    """Epochs a finished run produced: its samples say, else its parameters."""
+    """Return how many epochs a finished run produced: its samples say, else its parameters."""
     if getattr(run, "newest_epoch", None) is not None:
         return run.newest_epoch + 1
     try:
@@ -191,7 +191,7 @@ def _finished_message(run) -> str:
 
 
 def _finished_event(runs, user) -> dict:
-    """What the "run-finished" client event carries: a toast line for each run, and for the
+    """Return what the "run-finished" client event carries: a toast line for each run, and for the
     viewer's own runs what a browser notification says and where its click leads."""
     mine = [
         {
@@ -208,7 +208,7 @@ def _finished_event(runs, user) -> dict:
 
 
 def _run_seconds(run) -> float | None:
-    """How long a finished run took: its training, else launch to end (canceled in the queue)."""
+    """Return how long a finished run took: its training, else launch to end."""
     if run.train_duration is not None:
         return run.train_duration
     if run.finished_at is None:
@@ -221,7 +221,7 @@ def _newest_sample() -> QuerySet[EpochSample]:
 
 
 def _count_of(model, **filters) -> Coalesce:
-    """A correlated COUNT(*) subquery: one number per run, still one query for the page."""
+    """Count rows per run in a correlated subquery: still one query for the page."""
     counted = (
         model.objects.filter(**filters).order_by().values("run").annotate(n=Count("pk")).values("n")
     )
@@ -232,7 +232,7 @@ def _count_of(model, **filters) -> Coalesce:
 
 
 def _board(user, shown: list[int] | tuple = ()) -> dict:
-    """The team's active runs and the last finished ones, in one query.
+    """Read the team's active runs and the last finished ones, in one query.
 
     `shown` are the runs the client lists as active: those that have finished since come
     back too, so the refresh can say so in a toast.
@@ -300,7 +300,7 @@ def home_board(request):
 
 @live_fragment("home")
 def runs_finished(request):
-    """The page-independent watcher: toasts for the runs that finished since `since`."""
+    """Toast the runs that finished since `since`: the watcher every page has."""
     since = request_params.moment_us(request.GET, "since") or timezone.now()
     runs = list(
         access.visible_runs(request.user)
@@ -321,7 +321,7 @@ def runs_finished(request):
 
 
 def _history(run) -> list[tuple[datetime, str]]:
-    """The job's status history, oldest first, with real dates."""
+    """Return the job's status history, oldest first, with real dates."""
     entries = []
     for entry in run.status_history or []:
         if isinstance(entry, dict):
@@ -332,7 +332,7 @@ def _history(run) -> list[tuple[datetime, str]]:
 
 
 def _current_stage(run, history) -> int:
-    """Where an unfinished run is on the timeline, from Scenario's stage or the job's."""
+    """Return where an unfinished run is on the timeline, from Scenario's stage or the job's."""
     seen = {remote.stage_step(run.stage), remote.job_step(history[-1][1] if history else "")}
     if remote.TRAINING in seen or run.state == RunState.RUNNING:
         return remote.TIMELINE.index(remote.TRAINING)
@@ -344,7 +344,7 @@ def _current_stage(run, history) -> int:
 
 
 def ended_at(run, history) -> datetime | None:
-    """When the run ended, by Scenario's clock: the job's final status, else its stats.
+    """Return when the run ended, by Scenario's clock: the job's final status, else its stats.
 
     The Stages card, the Job status card and the timing all show this one time; when the
     dashboard noticed (finished_at) stands in only when Scenario gave no date.
@@ -357,7 +357,7 @@ def ended_at(run, history) -> datetime | None:
 
 
 def _timeline(run, history) -> list[dict]:
-    """Launched → queued → starting → training → finished, with the time of each step seen."""
+    """Build the timeline (launched → queued → starting → training → finished), with times seen."""
     if run.state == RunState.NOT_STARTED:
         return _refused_timeline(run)
 
@@ -434,7 +434,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
 
 
 def _queue_context(run) -> dict:
-    """The team queue as the run page shows it: why it waits, who is ahead, when it is done."""
+    """Describe the team queue as the run page shows it: why it waits, who is ahead, when done."""
     waiting = run.state == RunState.WAITING
     return {
         "waiting": waiting,
@@ -447,7 +447,7 @@ def _queue_context(run) -> dict:
 
 
 def _left_team_queue():
-    """When the run left the team queue for Scenario, if it ever waited there."""
+    """Read when the run left the team queue for Scenario, if it ever waited there."""
     left = RunEvent.objects.filter(run=OuterRef("pk"), from_state=RunState.WAITING).exclude(
         to_state=RunState.WAITING
     )
@@ -455,7 +455,7 @@ def _left_team_queue():
 
 
 def _live_run(user, pk) -> TrainingRun:
-    """The run with everything its live panel shows, in one query; 404 when not visible."""
+    """Read the run with everything its live panel shows, in one query; 404 when not visible."""
     runs = _with_viewer(access.visible_runs(user), user).select_related("model", "created_by")
     runs = runs.annotate(
         sample_count=_count_of(EpochSample, run=OuterRef("pk")),
@@ -516,7 +516,7 @@ class TrailEntry:
 
 
 def _sample_grid(samples: list[EpochSample], parameters: dict, listed=()) -> dict:
-    """Samples as rows of epochs and columns of prompts; a missing image is None.
+    """Lay samples out as rows of epochs and columns of prompts; a missing image is None.
 
     `listed` are the epoch names Scenario listed: an epoch without sample images (a run
     without sample prompts) still has its row, so it can still be picked.
@@ -544,14 +544,14 @@ def _sample_grid(samples: list[EpochSample], parameters: dict, listed=()) -> dic
 
 
 def _later_runs():
-    """Later runs of the same model that trained (a refused launch trained nothing)."""
+    """Select later runs of the same model that trained (a refused launch trained nothing)."""
     return TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk")).exclude(
         state=RunState.NOT_STARTED
     )
 
 
 def _latest_of_its_model():
-    """True when no later run of the same model exists: the model's epochs are this run's.
+    """Tell whether no later run of the same model exists: the model's epochs are this run's.
 
     A later launch Scenario refused trained nothing, so it takes no epochs away.
     """
@@ -559,7 +559,7 @@ def _latest_of_its_model():
 
 
 def _newest_of_its_model():
-    """The pk of the model's newest run when it is not this one: where its epochs went."""
+    """Return the pk of the model's newest run when it is not this one: where its epochs went."""
     return Subquery(_later_runs().order_by("-pk").values("pk")[:1])
 
 
@@ -586,7 +586,7 @@ def _run_and_rows(
     *,
     with_chooser: bool = False,
 ):
-    """A run and its rows of one relation in one query (a LEFT JOIN), or 404.
+    """Read a run and its rows of one relation in one query (a LEFT JOIN), or 404.
 
     Rows come back as dicts of the relation's fields; a run without any gives [].
     `with_chooser` also reads the name of who chose the run's epoch (one more join).
@@ -624,7 +624,7 @@ def _run_and_rows(
 
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
-    """The grid, with the epoch chosen for the model (read with the run, no query here)."""
+    """Build the grid, with the epoch chosen for the model (read with the run, no query here)."""
     grid = _sample_grid(samples, run.parameters, run.epoch_names)
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
@@ -644,7 +644,7 @@ def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
 
 
 def _epoch_in_use(run, epoch_rows: list[dict]) -> str:
-    """The epoch Scenario generates with: the one chosen, else the last one (its default).
+    """Return the epoch Scenario generates with: the one chosen, else the last (its default).
 
     Only a finished training's epochs, and only while no later training replaced them.
     """
@@ -654,8 +654,8 @@ def _epoch_in_use(run, epoch_rows: list[dict]) -> str:
 
 
 def _may_use_epoch(user, run) -> bool:
-    """Only the model's newest training owns its epochs: an older run's names would now
-    point at the newer training's epochs."""
+    """Tell whether the user may pick an epoch: only the model's newest training owns its
+    epochs (an older run's names would now point at the newer training's epochs)."""
     return run.state == RunState.SUCCEEDED and run.latest_of_model and _may_manage(user, run)
 
 
@@ -674,7 +674,7 @@ def run_samples(request, pk):
 
 
 def _trail_entries(rows: list[dict]) -> list[TrailEntry]:
-    """Rows of RunEvent (TRAIL_FIELDS) as lines of the audit trail, naming who asked."""
+    """Turn rows of RunEvent (TRAIL_FIELDS) into lines of the audit trail, naming who asked."""
     entries = []
     for row in rows:
         name = f"{row['actor__first_name'] or ''} {row['actor__last_name'] or ''}".strip()
@@ -712,7 +712,7 @@ def run_trail(request, pk):
 
 
 def _parameter_rows(run) -> list[dict]:
-    """The run's parameters in the form's words, each marked when it differs from the default.
+    """List the run's parameters in the form's words, marked when they differ from the default.
 
     Beside what was sent, what Scenario says the training uses (model.parameters), once it
     has said: a value it reports differently, or one it filled in unasked, is marked.
@@ -839,7 +839,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
 
 
 def _epoch_number(run, epoch: str) -> int | None:
-    """The 1-based number of one of the run's epochs: listed by Scenario, or seen in a sample."""
+    """Return the 1-based number of one of the run's epochs: listed by Scenario, or in a sample."""
     listed = run.epoch_names if isinstance(run.epoch_names, list) else []
     if epoch and epoch in listed:
         return listed.index(epoch) + 1
@@ -850,7 +850,7 @@ def _epoch_number(run, epoch: str) -> int | None:
 @login_required
 @require_POST
 def run_settle(request, pk):
-    """A lead ends a stalled run by hand (services writes the audit trail)."""
+    """Let a lead end a stalled run by hand (services writes the audit trail)."""
     run = access.get_run_for_user(request.user, pk)
     if not access.may_settle(request.user, run):
         raise PermissionDenied("Only the team's lead may settle a stalled run.")
