@@ -1,4 +1,4 @@
-"""Datasets: make a model, take its training images, and send them to Scenario.
+"""Keep datasets: make a model, take its training images, and send them to Scenario.
 
 The web request only checks and stores: `create_model` makes the model on Scenario (one call,
 so it is in the picker at once), `add_files` checks every file with Pillow and stores the good
@@ -50,7 +50,7 @@ UPLOAD_READY = frozenset({"complete", "imported", "validated"})
 
 
 class Refused(ValueError):
-    """A file that cannot be a training image; the message says why."""
+    """Refuse a file that cannot be a training image; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def create_model(*, user, name: str, model_type: str, team: Team | None) -> Scen
 
 
 def dataset_for(model: ScenarioModel, user=None) -> Dataset:
-    """The model's dataset, begun on first use for a model made on Scenario's side."""
+    """Return the model's dataset, begun on first use for a model made on Scenario's side."""
     dataset, _ = Dataset.objects.get_or_create(model=model, defaults={"created_by": user})
     return dataset
 
