@@ -1,8 +1,8 @@
 """Run the training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
 
-Every change of `TrainingRun.state` goes through `transition`, a compare-and-set UPDATE that
-also writes a RunEvent. Workers call the functions below through thin Celery tasks; views
-and management commands call `launch_run` and `request_cancel`.
+Every change of `TrainingRun.state` goes through `transition` (training.lifecycle), a
+compare-and-set UPDATE that also writes a RunEvent. Workers call the functions below through
+thin Celery tasks; views and management commands call `launch_run` and `request_cancel`.
 
 Launching safely. A run is written in draft and enqueued on commit; the sweep re-enqueues
 it if the broker lost it. Only the holder of the submit lease (training.leases) sends the
@@ -30,11 +30,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 from typing import NoReturn
 
-from celery import current_app
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -45,11 +42,20 @@ from training import (
     budgets,
     forecast,
     leases,
-    notifications,
-    params,
     remote,
     scenario,
     scenario_client,
+    team_queue,
+)
+from training.lifecycle import (
+    POLLED_STATES,
+    TRANSITIONS,
+    enqueue,
+    enqueue_on_commit,
+    is_launched,
+    is_stalled,
+    setting,
+    transition,
 )
 from training.models import (
     ACTIVE_STATES,
@@ -68,36 +74,6 @@ log = logging.getLogger(__name__)
 
 S = RunState
 
-# The state machine: where each state may go next. Final states go nowhere.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({S.WAITING, S.SUBMITTING, S.CANCELED}),
-    # In the team queue (training.team_queue): nothing was sent, so removing it costs nothing.
-    S.WAITING: frozenset({S.SUBMITTING, S.CANCELED}),
-    # Back to waiting when Scenario refused the trigger for a plan limit or a cooldown.
-    S.SUBMITTING: frozenset({S.WAITING, S.QUEUED, S.FAILED, S.NOT_STARTED, S.CANCEL_REQUESTED}),
-    S.QUEUED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
-    S.CANCEL_REQUESTED: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELED: frozenset(),
-    S.NOT_STARTED: frozenset(),
-}
-
-# Where a cancel can still be asked: states that may end canceled or go to cancel-requested,
-# less cancel-requested itself (already asked).
-CANCELABLE_STATES = frozenset(
-    state
-    for state, targets in TRANSITIONS.items()
-    if targets & {S.CANCELED, S.CANCEL_REQUESTED} and state != S.CANCEL_REQUESTED
-)
-
-# The only states a trigger is sent from. Leaving them, a run forgets its secret parameters.
-SENDING_STATES = frozenset({S.DRAFT, S.WAITING, S.SUBMITTING})
-
-# States the sweep polls; a cancel-requested run only once its launch is confirmed.
-POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
-
 # Scenario's clock and ours may disagree a little when we ask "did this start after our run?".
 # Small, so a training that ended just before a relaunch is not taken for the relaunch.
 LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
@@ -105,13 +81,6 @@ SWEEP_BATCH = 500
 # After a trigger's answer was lost, the model is read back this many seconds after, then
 # every last step, until it shows whether the launch happened.
 READ_BACK_SECONDS = (3.0, 10.0, 30.0)
-# Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-
-
-def setting(name: str) -> float:
-    """Return a lifecycle setting (dashboard/settings.py), read at call time for the tests."""
-    return float(getattr(settings, name))
 
 
 class LaunchRefused(Exception):
@@ -120,75 +89,6 @@ class LaunchRefused(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-# --- The state machine ----------------------------------------------------------------------
-
-
-def transition(
-    run: TrainingRun,
-    to_state: str,
-    *,
-    expected,
-    source: str,
-    actor=None,
-    message: str = "",
-    condition: Q | None = None,
-    **fields,
-) -> bool:
-    """Move the run to `to_state` if it is still in one of `expected`; record a RunEvent.
-
-    Returns True only when this call changed the row: a False means someone else moved the
-    run first, and the caller must not act as if it had. `fields` are written in the same
-    UPDATE, which also requires `condition` when given. Final states also set finished_at and
-    stop polling.
-    """
-    expected = [expected] if isinstance(expected, str) else list(expected)
-    for state in expected:
-        if to_state not in TRANSITIONS[state]:
-            raise ValueError(f"{state} → {to_state} is not a transition of a training run")
-    now = timezone.now()
-    if to_state in FINAL_STATES:
-        fields.setdefault("finished_at", now)
-        fields.setdefault("next_poll_at", None)
-    if to_state not in SENDING_STATES and isinstance(run.parameters, dict):
-        # A key for an experiment tracker is kept only while the trigger may still go out.
-        kept = params.without_secrets(run.parameters)
-        if kept != run.parameters:
-            fields.setdefault("parameters", kept)
-    values = {"state": to_state, "updated_at": now, **fields}
-    # Try the state we last saw first: it is almost always the one still in the row.
-    for from_state in sorted(expected, key=lambda state: state != run.state):
-        with transaction.atomic():
-            rows = TrainingRun.objects.filter(pk=run.pk, state=from_state)
-            if condition is not None:
-                rows = rows.filter(condition)
-            changed = rows.update(**values)
-            if changed:
-                RunEvent.objects.create(
-                    run=run,
-                    from_state=from_state,
-                    to_state=to_state,
-                    source=source,
-                    actor=actor,
-                    message=message,
-                )
-                if to_state in FINAL_STATES:
-                    notifications.record_run_end(run)  # the outbox, in this transaction
-        if changed:
-            for name, value in values.items():
-                setattr(run, name, value)
-            return True
-    return False
-
-
-def is_stalled(run: TrainingRun, now: datetime | None = None) -> bool:
-    """Tell whether Scenario's state of a launched run has not moved for STALL_AFTER_SECONDS."""
-    if run.state not in POLLED_STATES or not is_launched(run):
-        return False
-    moved = run.remote_updated_at or run.submitted_at
-    limit = timedelta(seconds=setting("STALL_AFTER_SECONDS"))
-    return moved is not None and (now or timezone.now()) - moved > limit
 
 
 def settle_stalled(run: TrainingRun, user) -> bool:
@@ -409,49 +309,6 @@ def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
     run.selected_epoch, run.selected_epoch_by = epoch, user
 
 
-# --- Publishing tasks -----------------------------------------------------------------------
-
-
-def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
-    """Write an audit line about a run that does not change its state (a queue move)."""
-    RunEvent.objects.create(
-        run=run,
-        from_state=run.state,
-        to_state=run.state,
-        source=EventSource.USER if actor else EventSource.WORKER,
-        actor=actor,
-        message=message,
-    )
-
-
-def enqueue(task_name: str, run_id: int) -> bool:
-    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run.
-
-    The task is named, not imported: training.tasks imports this module, never the reverse.
-    """
-    options = {"retry_policy": PUBLISH_RETRY_POLICY}
-    if task_name in {"submit_run", "cancel_run"}:
-        # These hold the submit lease: the worker kills them before the lease runs out.
-        lease = setting("SUBMIT_TIMEOUT_SECONDS")
-        options.update(time_limit=lease, soft_time_limit=lease * 0.8)
-    try:
-        current_app.signature(f"training.tasks.{task_name}").apply_async((run_id,), **options)
-    except Exception:  # each broker transport raises its own errors
-        log.warning(
-            "Could not enqueue %s for run %s; the sweep will retry",
-            task_name,
-            run_id,
-            exc_info=True,
-        )
-        return False
-    return True
-
-
-def enqueue_on_commit(task_name: str, run_id: int) -> None:
-    """Publish a task for a run once the current transaction commits."""
-    transaction.on_commit(partial(enqueue, task_name, run_id))
-
-
 # --- Submitting -----------------------------------------------------------------------------
 
 
@@ -464,7 +321,7 @@ def submit_run(run_id: int) -> None:
     if run is None:
         return
     if run.state == S.DRAFT:
-        if team_queue().queue_draft(run):
+        if team_queue.queue_draft(run):
             _launch(run, run.submitted_at, reconcile=False)
     elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
         _settle_unknown(run, scenario_client.get())
@@ -485,7 +342,7 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         if model is None or _launch_visible(model, run):
             return
     run.submitted_at = lease
-    if not team_queue().refresh_quote(run, client):
+    if not team_queue.refresh_quote(run, client):
         return
     lease = leases.renew(run, lease)
     if lease is None:
@@ -501,15 +358,15 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         return
     except scenario.ScenarioError as error:
         if getattr(error, "launch_limit", ""):
-            team_queue().wait_for_limit(run, lease, error)
+            team_queue.wait_for_limit(run, lease, error)
             return
         if error.transient:
             leases.release(run, lease)
             if _gave_up(run, error):
                 return
             raise
-        if isinstance(error, scenario.AlreadyTraining) and team_queue().other_run_is_training(run):
-            team_queue().wait_for_model(run, lease)
+        if isinstance(error, scenario.AlreadyTraining) and team_queue.other_run_is_training(run):
+            team_queue.wait_for_model(run, lease)
         elif isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
             _second_trigger_refused(run, client, error)
         elif _is_refusal(error):
@@ -562,7 +419,7 @@ def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
     if transition(
         run, S.QUEUED, expected=[S.SUBMITTING], source=EventSource.WORKER, message=message, **fields
     ):
-        team_queue().learn_accepted_launch(run)
+        team_queue.learn_accepted_launch(run)
         return
     # A cancel came in while the trigger was on its way: keep it, record the launch, send it.
     if _record_launch_while_canceling(run, fields):
@@ -779,15 +636,6 @@ def _cancel_unsent(run: TrainingRun) -> None:
         source=EventSource.WORKER,
         message="Canceled before the launch reached Scenario",
     )
-
-
-def is_launched(run: TrainingRun) -> bool:
-    """Tell whether Scenario confirmed the launch.
-
-    Only a confirmed launch stores a job id or a remote model status, so their presence is
-    the proof.
-    """
-    return bool(run.job_id or run.remote_model_status)
 
 
 # --- Polling --------------------------------------------------------------------------------
@@ -1165,7 +1013,7 @@ def sweep() -> int:
     """
     now = timezone.now()
     # Waiting runs are not due: the team queue sends them when a slot frees.
-    claimed = team_queue().dispatch_all()
+    claimed = team_queue.dispatch_all()
     due = (
         TrainingRun.objects.filter(state__in=ACTIVE_STATES - {S.WAITING})
         .filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
@@ -1266,13 +1114,6 @@ def _all_training_images(client, model: scenario.Model) -> list[dict]:
 
 
 # --- Helpers --------------------------------------------------------------------------------
-
-
-def team_queue():
-    """Return the team queue module (it imports this one)."""
-    from training import team_queue as module
-
-    return module
 
 
 def _active_run(run_id: int) -> TrainingRun | None:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
-from training import budgets, leases, scenario, services
+from training import budgets, leases, lifecycle, scenario
 from training.models import EventSource, RunState, Team, TrainingRun
 from training.templatetags.monitoring import person
 
@@ -114,7 +114,7 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
         if from_state == S.DRAFT:
             earlier = Q(state=S.WAITING) | Q(state=S.DRAFT, pk__lt=run.pk)
             condition &= ~Exists(TrainingRun.objects.filter(earlier, team_id=run.team_id))
-        claimed = services.transition(
+        claimed = lifecycle.transition(
             run,
             S.SUBMITTING,
             expected=[from_state],
@@ -134,19 +134,19 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
 def _after_probe(team: Team, now: datetime) -> None:
     """Make the next claim wait a probe interval: a claim past the learned cap is the probe."""
     if busy_slots(team.pk) > team.learned_limit:
-        probe = timedelta(seconds=services.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
+        probe = timedelta(seconds=lifecycle.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
         Team.objects.filter(pk=team.pk).update(learned_limit_probe_at=now + probe)
 
 
 def _grace() -> timedelta:
-    return timedelta(seconds=services.setting("SUBMIT_GRACE_SECONDS"))
+    return timedelta(seconds=lifecycle.setting("SUBMIT_GRACE_SECONDS"))
 
 
 def wait(run: TrainingRun, *, from_state: str, reason: str, **fields) -> bool:
     """Put the run in the team queue; a run coming back from submitting keeps its place."""
     if from_state == S.DRAFT:
         fields.setdefault("queue_order", run.pk)
-    return services.transition(
+    return lifecycle.transition(
         run,
         S.WAITING,
         expected=[from_state],
@@ -200,7 +200,7 @@ def dispatch(team_id: int) -> int:
             _note(run, _over_budget_words(budget))
             continue
         if claim(run, from_state=S.WAITING, lease=None, message="Sent from the team queue"):
-            services.enqueue_on_commit("submit_run", run.pk)
+            lifecycle.enqueue_on_commit("submit_run", run.pk)
             sent += 1
             continue
         reason = reason_to_wait(run)
@@ -236,13 +236,13 @@ def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimite
         until = now + timedelta(seconds=max(error.cooldown, 1.0))
         Team.objects.filter(pk=run.team_id).update(cooldown_until=until)
     else:
-        probe = timedelta(seconds=services.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
+        probe = timedelta(seconds=lifecycle.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
         Team.objects.filter(pk=run.team_id).update(
             learned_limit=_on_scenario(run.team_id),
             learned_limit_probe_at=now + probe,
         )
     log.info("Launch of run %s waits in the team queue: %s", run.pk, error.launch_limit)
-    services.transition(
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -269,7 +269,7 @@ def other_run_is_training(run: TrainingRun) -> bool:
 
 def wait_for_model(run: TrainingRun, lease: datetime) -> None:
     """Wait for another of our runs to end: Scenario refused, the model is training in it."""
-    services.transition(
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -291,7 +291,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
     A new price that takes the team past its budget (counting this run at its new price) puts
     the run back in the queue with the reason; a lead's override stands.
     """
-    max_age = timedelta(seconds=services.setting("QUEUE_QUOTE_MAX_AGE_SECONDS"))
+    max_age = timedelta(seconds=lifecycle.setting("QUEUE_QUOTE_MAX_AGE_SECONDS"))
     quoted = run.quoted_at or run.created_at
     if timezone.now() - quoted <= max_age:
         return True
@@ -311,7 +311,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
         f"The quote rose from {old or 0:,g} to {fresh.cost:,g} CU since "
         f"launch: {_over_budget_words(status)}"
     )
-    services.transition(
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -365,5 +365,5 @@ def move(run: TrainingRun, user, action: str, priority: int | None = None) -> st
         else:
             raise QueueRefused("Say how to move the run.")
         TrainingRun.objects.filter(pk=run.pk).update(**values)
-        services.record_event(run, f"{words} by {person(user)}", actor=user)
+        lifecycle.record_event(run, f"{words} by {person(user)}", actor=user)
     return words

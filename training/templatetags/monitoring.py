@@ -34,10 +34,10 @@ def stage_words(run) -> str:
     A status or stage the dashboard does not know is said in Scenario's own words; a run
     whose state has not moved for a long time is said to be stalled.
     """
-    from training import services  # services imports this module
+    from training import lifecycle  # it imports this module, through notifications
 
     words = _in_flight_words(run)
-    return f"Stalled · {words}" if services.is_stalled(run) else words
+    return f"Stalled · {words}" if lifecycle.is_stalled(run) else words
 
 
 def _in_flight_words(run) -> str:

@@ -36,6 +36,7 @@ from training import (
     access,
     budgets,
     forecast,
+    lifecycle,
     params,
     remote,
     request_params,
@@ -413,7 +414,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "run": run,
         "who": person(run.created_by),
         "final": run.state in FINAL_STATES,
-        "may_cancel": run.state in services.CANCELABLE_STATES and _may_manage(user, run),
+        "may_cancel": run.state in lifecycle.CANCELABLE_STATES and _may_manage(user, run),
         "timeline": _timeline(run, history),
         "history": history,
         "ended_at": ended_at(run, history),
@@ -427,7 +428,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "unknown_state": unknown_remote_state(run)
         if run.state in (RunState.QUEUED, RunState.RUNNING)
         else [],
-        "stalled": services.is_stalled(run, now),
+        "stalled": lifecycle.is_stalled(run, now),
         "may_settle": access.may_settle(user, run, role=_viewer_role(run)),
         **_queue_context(run),
     }
