@@ -1,6 +1,6 @@
 """Told when a run ends: an outbox of deliveries by email, chat webhook and signed webhook.
 
-`record_run_end` is called by training.services.transition inside the transaction that makes
+`record_run_end` is called by training.lifecycle.transition inside the transaction that makes
 a run final. It writes one Delivery row per channel and recipient (a unique constraint keeps
 it to one, however often a final transition is attempted) and enqueues their sending on
 commit. `deliver` sends one row: it claims the row with a conditional UPDATE (a second task

@@ -1,9 +1,10 @@
-"""The one module that talks to Scenario's training API.
+"""Talk to Scenario's training API: the one module that does.
 
 Everything goes through one `requests.Session` with HTTP basic auth and a (connect, read)
 timeout on every call. Answers are parsed into small frozen dataclasses that keep the raw
 JSON; failures become a `ScenarioError` subclass with a human `message`, the HTTP `status`
-and a `transient` flag (worth trying again later) - never a crash, whatever the body was.
+and a `transient` flag (worth trying again later: those errors are also `TryAgain`, which a
+task retries) - never a crash, whatever the body was.
 
 Retries
     Reads (GET) are retried by urllib3 with exponential backoff and jitter on connection
