@@ -234,11 +234,11 @@ def prepare_environment(url: str, stack: Stack) -> None:
 def seed_models(plan: Plan):
     """The team, its people, and one simulated model (one image) per run, mirrored."""
     from simulator import seed
-    from training import services
+    from training import access
     from training.models import ScenarioModel
 
-    bob = services.add_member("Chaos", "bob", "lead").user
-    alice = services.add_member("Chaos", "alice", "artist").user
+    bob = access.add_member("Chaos", "bob", "lead").user
+    alice = access.add_member("Chaos", "alice", "artist").user
     models = []
     for name in plan.names:
         sim = seed.create_model(name, "flux.1-lora", images=1)

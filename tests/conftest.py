@@ -26,9 +26,9 @@ def quiet_database_at_the_end(django_db_setup, django_db_blocker):
     connections keep database sessions of their own, which would make the drop fail.
     """
     yield
-    from training import services
+    from training import scenario_client
 
-    services.close_client()
+    scenario_client.close()
     if connection.vendor != "postgresql":
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:

@@ -12,8 +12,9 @@ from PIL import Image
 from simulator import faults
 from simulator.models import RequestLog, SimTrainingImage
 from tests.datasets_files import TEXT_FILE, corrupt_png, picture
-from training import datasets, services
+from training import datasets
 from training.models import DatasetImage, ImageState
+from training.scenario import TryAgain
 
 
 def _requests() -> list[str]:
@@ -81,7 +82,7 @@ def test_a_failed_chunk_is_sent_again_alone(knight, alice, scenario):
     RequestLog.objects.all().delete()
     faults.inject(503, times=1, method="POST", path_contains="/training-images")
 
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         datasets.sync(knight.dataset.pk)
     datasets.sync(knight.dataset.pk)
 

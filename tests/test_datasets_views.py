@@ -112,7 +112,7 @@ def _warned_dataset(knight, alice):
     datasets.add_files(knight.dataset, alice, files)
     ScenarioModel.objects.filter(pk=knight.pk).update(training_images_number=6)
     # The simulator needs images to quote: give it as many, by asset id.
-    client = datasets.services.scenario_client()
+    client = datasets.scenario_client.get()
     client.add_training_images(knight.remote_id, [f"asset_k{n}" for n in range(6)])
 
 
@@ -137,7 +137,7 @@ def test_her_lead_may_launch_past_warnings(knight, client, alice, bob):
 
 def test_a_blocker_stops_even_a_lead(knight, client, bob):
     ScenarioModel.objects.filter(pk=knight.pk).update(training_images_number=3)
-    datasets.services.scenario_client().add_training_images(knight.remote_id, ["asset_x"])
+    datasets.scenario_client.get().add_training_images(knight.remote_id, ["asset_x"])
     client.force_login(bob)
     response = _estimate_and_launch(client, knight, {"preflight_override": "true"})
     assert "found a blocker: There are no training images yet." in response.content.decode()
@@ -146,12 +146,12 @@ def test_a_blocker_stops_even_a_lead(knight, client, bob):
 
 def test_a_failure_to_send_is_shown_in_words_until_it_goes_through(knight, client, alice):
     from simulator import faults
-    from training import services
+    from training.scenario import TryAgain
 
     client.force_login(alice)
     _upload(client, knight, [("a.png", picture(1, (64, 64)))])
     faults.inject(503, times=1, method="POST", path_contains="/training-images")
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         datasets.sync(knight.dataset.pk)
     page = client.get(_page(knight.remote_id)).content.decode()
     assert "Scenario did not take everything yet" in page and "503" in page

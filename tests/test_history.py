@@ -390,7 +390,7 @@ def test_a_launch_that_never_started_is_left_out_of_success_rates(staff, known_r
     assert (bob_row["runs"], bob_row["not_started"], bob_row["success_rate"]) == (2, 1, 1.0)
     march = reports.by_month(visible_runs(staff))[0]
     assert (march["not_started"], march["success_rate"]) == (1, 1.0)
-    week = next(p for p in reports.success_per_week(visible_runs(staff)) if p.not_started)
+    week = next(p for p in reports.weekly(visible_runs(staff), "type")[1] if p.not_started)
     assert (week.succeeded, week.failed, week.not_started, week.rate) == (1, 0, 1, 1.0)
 
 
@@ -453,16 +453,16 @@ def test_the_page_shows_both_breakdowns_in_words(client, staff, known_runs):
 
 def test_the_weekly_cu_series_stacks_by_artist_or_type(staff, known_runs):
     runs = visible_runs(staff)
-    by_artist = reports.cu_per_week(runs, "artist")
+    by_artist = reports.weekly(runs, "artist")[0]
     assert sum(sum(v) for v in by_artist.values.values()) == pytest.approx(50)
     assert by_artist.keys[0] == "Dave"  # the biggest spender is drawn first
-    by_type = reports.cu_per_week(runs, "type")
+    by_type = reports.weekly(runs, "type")[0]
     assert set(by_type.keys) == {"flux.1-lora", "sd-xl-lora"}
     assert sum(by_type.values["sd-xl-lora"]) == pytest.approx(34)
 
 
 def test_the_weekly_success_series(staff, known_runs):
-    points = reports.success_per_week(visible_runs(staff))
+    points = reports.weekly(visible_runs(staff), "type")[1]
     assert sum(p.succeeded for p in points) == 4
     assert [p.rate for p in points if p.failed] == [0.0]
 

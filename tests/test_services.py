@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from tests.fixtures.workers import make_run
-from training import services
+from training import access, remote, services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -116,28 +116,35 @@ def test_the_transition_writes_extra_fields_in_the_same_update(run):
     ],
 )
 def test_remote_states_map_to_local_states(status, stage, local):
-    assert services.local_state_for(status, stage) == local
+    assert remote.local_state_for(status, stage) == local
 
 
 def test_an_unknown_remote_state_is_logged_and_kept(caplog):
     with caplog.at_level(logging.WARNING, logger="training.services"):
-        assert services.local_state_for("training", "warming-the-gpus") is None
-        assert services.local_state_for("archived", None) is None
+        assert remote.local_state_for("training", "warming-the-gpus") is None
+        assert remote.local_state_for("archived", None) is None
     assert "warming-the-gpus" in caplog.text
     assert "archived" in caplog.text
 
 
+def is_valid_path(states: list[str]) -> bool:
+    """Tell whether a trail of states (from draft) is a path of the state machine."""
+    if not states or states[0] != S.DRAFT:
+        return False
+    return all(b in services.TRANSITIONS[a] for a, b in zip(states, states[1:], strict=False))
+
+
 def test_valid_paths_follow_the_state_machine():
-    assert services.is_valid_path([S.DRAFT, S.SUBMITTING, S.QUEUED, S.RUNNING, S.SUCCEEDED])
-    assert services.is_valid_path([S.DRAFT, S.SUBMITTING, S.CANCEL_REQUESTED, S.CANCELED])
-    assert services.is_valid_path([S.DRAFT, S.CANCELED])
-    assert not services.is_valid_path([S.DRAFT, S.QUEUED])
-    assert not services.is_valid_path([S.SUBMITTING, S.QUEUED])
-    assert not services.is_valid_path([S.DRAFT, S.SUBMITTING, S.QUEUED, S.SUCCEEDED, S.FAILED])
+    assert is_valid_path([S.DRAFT, S.SUBMITTING, S.QUEUED, S.RUNNING, S.SUCCEEDED])
+    assert is_valid_path([S.DRAFT, S.SUBMITTING, S.CANCEL_REQUESTED, S.CANCELED])
+    assert is_valid_path([S.DRAFT, S.CANCELED])
+    assert not is_valid_path([S.DRAFT, S.QUEUED])
+    assert not is_valid_path([S.SUBMITTING, S.QUEUED])
+    assert not is_valid_path([S.DRAFT, S.SUBMITTING, S.QUEUED, S.SUCCEEDED, S.FAILED])
 
 
 def test_not_started_is_reached_only_from_submitting_and_leads_nowhere():
-    assert services.is_valid_path([S.DRAFT, S.SUBMITTING, S.NOT_STARTED])
+    assert is_valid_path([S.DRAFT, S.SUBMITTING, S.NOT_STARTED])
     # Once Scenario has the training it can fail, but no longer "not start".
     sources = {state for state, targets in services.TRANSITIONS.items() if S.NOT_STARTED in targets}
     assert sources == {S.SUBMITTING}
@@ -335,14 +342,14 @@ def test_failed_polls_back_off_but_honour_retry_after():
 
 
 def test_adding_a_member_creates_the_team_and_the_user(db):
-    membership = services.add_member("Team C", "erin", "lead", password="long-enough-pw")
+    membership = access.add_member("Team C", "erin", "lead", password="long-enough-pw")
     assert membership.team.name == "Team C"
     assert membership.role == "lead"
     assert membership.user.check_password("long-enough-pw")
 
 
 def test_adding_an_existing_member_changes_their_team_and_role(alice, team_b):
-    services.add_member("Team B", "alice", "lead")
+    access.add_member("Team B", "alice", "lead")
     alice.refresh_from_db()
     assert (alice.membership.team, alice.membership.role) == (team_b, "lead")
     assert alice.has_usable_password()  # kept, since no new one was given

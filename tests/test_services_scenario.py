@@ -19,8 +19,9 @@ from django.utils import timezone
 from simulator import faults
 from simulator.models import RequestLog, SimModel
 from tests.fixtures.workers import launches, mirror
-from training import services
+from training import scenario_client, services
 from training.models import RunState, ScenarioModel, TrainingRun
+from training.scenario import TryAgain
 
 S = RunState
 PROMPTS = ["a knight in silver armour", "a castle at dusk"]
@@ -207,7 +208,7 @@ def test_a_launch_refused_after_its_cancel_was_requested_ends_canceled(scenario,
         try:
             services.submit_run(run.pk)
         finally:
-            services.close_client()
+            scenario_client.close()
             connection.close()
 
     worker = threading.Thread(target=submit)
@@ -228,7 +229,7 @@ def test_a_launch_refused_after_its_cancel_was_requested_ends_canceled(scenario,
 def test_a_rate_limited_launch_is_retried_and_sent_once(scenario, alice, knight):
     faults.inject(429, method="PUT", path_contains="/train", retry_after=7)
     run = launch(alice, knight)
-    with pytest.raises(services.TryAgain) as raised:
+    with pytest.raises(TryAgain) as raised:
         services.submit_run(run.pk)
     assert raised.value.retry_after == 7
     run.refresh_from_db()
@@ -263,7 +264,7 @@ def test_a_cancel_before_the_trigger_went_out_means_it_never_goes_out(scenario, 
 def test_a_cancel_while_a_retry_waits_settles_without_sending(scenario, alice, knight):
     faults.inject(429, method="PUT", path_contains="/train", retry_after=1)
     run = launch(alice, knight)
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         services.submit_run(run.pk)
     services.request_cancel(TrainingRun.objects.get(pk=run.pk), alice)
     services.cancel_run(run.pk)

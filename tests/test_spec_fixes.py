@@ -24,6 +24,7 @@ from tests.test_launch import estimate, post, read_form
 from training import params, services, team_queue
 from training import scenario as api
 from training.models import RunEvent, RunState, ScenarioModel, Team, TrainingRun
+from training.scenario import TryAgain
 
 S = RunState
 pytestmark = pytest.mark.usefixtures("broker")
@@ -224,7 +225,7 @@ def test_a_cooldown_429_waits_for_its_remaining_seconds_without_failing(
 def test_a_plain_rate_limit_still_retries_through_the_task(scenario, alice, knight):
     faults.inject(429, method="PUT", path_contains="/train", retry_after=1)
     run = launch(alice, knight, nbEpochs=2)
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         services.submit_run(run.pk)
     run.refresh_from_db()
     assert run.state == S.SUBMITTING and run.waiting_reason == ""

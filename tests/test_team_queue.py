@@ -13,6 +13,7 @@ from django.utils import timezone
 from tests.fixtures.workers import make_run, reload
 from training import budgets, services, team_queue
 from training.models import RunEvent, RunState, ScenarioModel, Team, TrainingRun
+from training.scenario import TryAgain
 
 S = RunState
 
@@ -163,7 +164,7 @@ def test_hours_in_the_team_queue_do_not_count_towards_giving_up_a_launch(scenari
     TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=2))
     assert team_queue.dispatch(run.team_id) == 1
     faults.inject(429, times=5, method="PUT", path_contains="/train")  # a plain rate limit
-    with pytest.raises(services.TryAgain):
+    with pytest.raises(TryAgain):
         services.submit_run(run.pk)
     assert reload(run).state == S.SUBMITTING  # not given up: it was sent a moment ago
     faults.clear()

@@ -1,14 +1,20 @@
-"""Who may see, launch and cancel which runs. Every view, fragment and command asks here."""
+"""Decide who may see, launch and cancel which runs, and who is in which team.
+
+Every view, fragment and command asks here.
+"""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from training.models import Membership, Role, ScenarioModel, TrainingRun
+from training.models import Membership, Role, ScenarioModel, Team, TrainingRun
 
 
 def membership_of(user) -> Membership | None:
+    """Return the user's membership of their team, or None."""
     if not user.is_authenticated:
         return None
     try:
@@ -18,7 +24,7 @@ def membership_of(user) -> Membership | None:
 
 
 def visible_runs(user) -> QuerySet[TrainingRun]:
-    """Staff see every run; everyone else sees their own team's runs.
+    """Return the runs the user may see: staff every run, everyone else their own team's.
 
     One SQL condition, with no query for the membership, so live fragments stay cheap.
     """
@@ -31,7 +37,7 @@ def visible_runs(user) -> QuerySet[TrainingRun]:
 
 
 def get_run_for_user(user, pk, *, related: tuple[str, ...] = (), **annotations) -> TrainingRun:
-    """The run, or 404 when it does not exist or belongs to a team the user may not see.
+    """Return the run, or 404 when it does not exist or is of a team the user may not see.
 
     `related` names further relations, and `annotations` further values, to read in the same
     query.
@@ -44,30 +50,44 @@ def get_run_for_user(user, pk, *, related: tuple[str, ...] = (), **annotations) 
         raise Http404("No such run") from None
 
 
-def can_cancel(user, run: TrainingRun) -> bool:
-    """Staff cancel anything, a lead their team's runs, an artist their own runs."""
-    if user.is_staff:
-        return True
-    membership = membership_of(user)
-    if membership is None or membership.team_id != run.team_id:
-        return False
-    return membership.role == Role.LEAD or run.created_by_id == user.pk
+# What `role` defaults to when the caller did not read the user's role in the run's team.
+UNREAD = object()
 
 
-def may_settle(user, run: TrainingRun) -> bool:
-    """Staff, or a lead of the run's team: ending a run by hand is a lead's call."""
+def role_in_team(user, team_id) -> str | None:
+    """Return the user's role in a team, or None when they are not in it."""
+    membership = membership_of(user)
+    if membership is None or membership.team_id != team_id:
+        return None
+    return membership.role
+
+
+def can_cancel(user, run: TrainingRun, *, role=UNREAD) -> bool:
+    """Tell whether the user may cancel the run: staff anything, a lead their team's runs, an
+    artist their own runs.
+
+    `role` is the user's role in the run's team (None: not in it) when the caller read it
+    along with the run; otherwise it is read here, with a query the first time.
+    """
     if user.is_staff:
         return True
-    membership = membership_of(user)
-    return (
-        membership is not None
-        and membership.team_id == run.team_id
-        and membership.role == Role.LEAD
-    )
+    role = role_in_team(user, run.team_id) if role is UNREAD else role
+    return role is not None and (role == Role.LEAD or run.created_by_id == user.pk)
+
+
+def may_settle(user, run: TrainingRun, *, role=UNREAD) -> bool:
+    """Tell whether the user may end a run by hand: staff, or a lead of the run's team.
+
+    `role` is as for can_cancel.
+    """
+    if user.is_staff:
+        return True
+    role = role_in_team(user, run.team_id) if role is UNREAD else role
+    return role == Role.LEAD
 
 
 def trainable_models(user) -> QuerySet[ScenarioModel]:
-    """Models the user's team may see in the picker and train.
+    """Return the models the user's team may see in the picker and train.
 
     A model belongs to one team: the one staff assigned, else the team of its first launch
     (claim_model, at launch). Until someone launches it, an unassigned model is open to every
@@ -96,7 +116,7 @@ def claim_model(model: ScenarioModel, team) -> bool:
 
 
 def card_image(model: ScenarioModel) -> str:
-    """The image the picker shows for a model, or "".
+    """Return the image the picker shows for a model, or "".
 
     Scenario makes a trained model's thumbnail from its last training's samples. A team's own
     model may show it; a shared model shows its first training image instead, so no team sees
@@ -111,6 +131,24 @@ def card_image(model: ScenarioModel) -> str:
 
 
 def card_status(model: ScenarioModel) -> str:
-    """The Scenario status the picker shows: none for a shared model, whose status is that of
-    whichever team trained it last."""
+    """Return the Scenario status the picker shows: none for a shared model, whose status is
+    that of whichever team trained it last."""
     return "" if model.shared else model.status
+
+
+def add_member(team_name: str, username: str, role: str, password: str | None = None):
+    """Put someone in a team with a role, creating the team and the user when they are new."""
+    if role not in Role.values:
+        raise ValueError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
+    with transaction.atomic():
+        team, _ = Team.objects.get_or_create(name=team_name)
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if password:
+            user.set_password(password)
+        elif created:
+            user.set_unusable_password()
+        user.save()
+        membership, _ = Membership.objects.update_or_create(
+            user=user, defaults={"team": team, "role": role}
+        )
+    return membership

@@ -1,4 +1,4 @@
-"""Datasets: make a model, take its training images, and send them to Scenario.
+"""Keep datasets: make a model, take its training images, and send them to Scenario.
 
 The web request only checks and stores: `create_model` makes the model on Scenario (one call,
 so it is in the picker at once), `add_files` checks every file with Pillow and stores the good
@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import imagehash
+from celery import current_app
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
-from training import preflight, scenario, services
+from training import preflight, scenario, scenario_client
 from training.models import (
     Dataset,
     DatasetImage,
@@ -49,7 +50,7 @@ UPLOAD_READY = frozenset({"complete", "imported", "validated"})
 
 
 class Refused(ValueError):
-    """A file that cannot be a training image; the message says why."""
+    """Refuse a file that cannot be a training image; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class CheckedImage:
 
 def create_model(*, user, name: str, model_type: str, team: Team | None) -> ScenarioModel:
     """Make the model on Scenario and here, owned by `team`, with an empty dataset."""
-    remote = services.scenario_client().create_model(name=name, type=model_type)
+    remote = scenario_client.get().create_model(name=name, type=model_type)
     with transaction.atomic():
         model, _ = ScenarioModel.objects.update_or_create(
             remote_id=remote.id,
@@ -84,7 +85,7 @@ def create_model(*, user, name: str, model_type: str, team: Team | None) -> Scen
 
 
 def dataset_for(model: ScenarioModel, user=None) -> Dataset:
-    """The model's dataset, begun on first use for a model made on Scenario's side."""
+    """Return the model's dataset, begun on first use for a model made on Scenario's side."""
     dataset, _ = Dataset.objects.get_or_create(model=model, defaults={"created_by": user})
     return dataset
 
@@ -209,9 +210,9 @@ def remove_pair(pair: ImagePair) -> None:
 
 
 def enqueue_sync(dataset: Dataset) -> None:
-    from training import tasks
-
-    transaction.on_commit(lambda: tasks.sync_dataset.delay(dataset.pk))
+    """Publish the dataset's sync on commit, by name: training.tasks imports this module."""
+    task = current_app.signature("training.tasks.sync_dataset")
+    transaction.on_commit(lambda: task.apply_async((dataset.pk,)))
 
 
 def _forget(image: DatasetImage) -> None:
@@ -231,8 +232,8 @@ def sync(dataset_id: int) -> None:
         return
     lease = _take_lease(dataset)
     if lease is None:
-        raise services.TryAgain("Another worker is sending this dataset.", retry_after=2)
-    client = services.scenario_client()
+        raise scenario.TryAgain("Another worker is sending this dataset.", retry_after=2)
+    client = scenario_client.get()
     try:
         failures = [
             *_upload_all(dataset, client),
@@ -248,7 +249,7 @@ def sync(dataset_id: int) -> None:
     transient = [f for f in failures if f.transient]
     Dataset.objects.filter(pk=dataset.pk).update(last_error=failures[0].message if failures else "")
     if transient:
-        raise services.TryAgain.from_error(transient[0])
+        raise transient[0]
 
 
 def _take_lease(dataset: Dataset):
@@ -293,7 +294,7 @@ def upload(client, image: DatasetImage) -> str:
     if done.status == "failed":
         raise scenario.BadRequest(done.error or "Scenario could not read the file")
     if done.status not in UPLOAD_READY or not done.asset_id:
-        raise services.TryAgain("Scenario is still checking the upload.", retry_after=2)
+        raise scenario.TryAgain("Scenario is still checking the upload.", retry_after=2)
     return done.asset_id
 
 

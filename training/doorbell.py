@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.core.cache import cache
 from django.utils import timezone
 
-from training import services
+from training import lifecycle
 from training.models import TeamHooks, TrainingRun
 
 
@@ -28,20 +28,20 @@ def ring(hooks: TeamHooks, payload: object) -> TrainingRun | None:
     now = timezone.now()
     if _first_ring_in_a_while(model_id):
         TrainingRun.objects.filter(pk=run.pk).update(next_poll_at=now)
-        services.enqueue("poll_run", run.pk)
+        lifecycle.enqueue("poll_run", run.pk)
     else:
         # Rung again too soon (the end right after the start): the sweep polls it when the
         # interval is over, not at its next poll, which may be much later.
-        soon = now + timedelta(seconds=services.setting("DOORBELL_INTERVAL_SECONDS"))
+        soon = now + timedelta(seconds=lifecycle.setting("DOORBELL_INTERVAL_SECONDS"))
         TrainingRun.objects.filter(pk=run.pk, next_poll_at__gt=soon).update(next_poll_at=soon)
     return run
 
 
 def _launched_run(hooks: TeamHooks, model_id: str) -> TrainingRun | None:
     runs = TrainingRun.objects.filter(
-        team_id=hooks.team_id, model__remote_id=model_id, state__in=services.POLLED_STATES
+        team_id=hooks.team_id, model__remote_id=model_id, state__in=lifecycle.POLLED_STATES
     ).order_by("-created_at")
-    return next((run for run in runs if services.is_launched(run)), None)
+    return next((run for run in runs if lifecycle.is_launched(run)), None)
 
 
 def model_id_in(payload: object) -> str:
@@ -60,5 +60,5 @@ def model_id_in(payload: object) -> str:
 
 
 def _first_ring_in_a_while(model_id: str) -> bool:
-    interval = services.setting("DOORBELL_INTERVAL_SECONDS")
+    interval = lifecycle.setting("DOORBELL_INTERVAL_SECONDS")
     return interval <= 0 or cache.add(f"doorbell:{model_id}", True, timeout=interval)

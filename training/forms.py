@@ -1,4 +1,4 @@
-"""The training form: the model-type table bound to what a person typed, and shown back.
+"""Bind the training form: the model-type table, what a person typed, and what it shows back.
 
 Every rule lives in training.params; this module only turns posted form values into the raw
 values params.validate takes, and values into what the inputs show. Django's own Form classes
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from training import params
+from training import launch_request, params
 from training.models import ScenarioModel
 
 # Posted names that steer the form rather than hold a training parameter.
@@ -36,7 +36,7 @@ _MAX_ROWS_SHOWN = params.DASHBOARD_MAX_PROMPTS + 5
 
 @dataclass
 class BoundField:
-    """One field of the table with what its input shows and its error."""
+    """Hold one field of the table with what its input shows and its error."""
 
     field: params.Field
     value: str = ""
@@ -68,7 +68,7 @@ class BoundField:
 
     @property
     def bounds(self) -> str:
-        """The accepted values in words, for the help line."""
+        """Say the accepted values in words, for the help line."""
         f = self.field
         low = params.format_number(f.minimum) if f.minimum is not None else None
         high = params.format_number(f.maximum) if f.maximum is not None else None
@@ -84,7 +84,7 @@ class BoundField:
 
     @property
     def default_note(self) -> str:
-        """Scenario's default, when it is computed from the image count."""
+        """Say Scenario's default, when it is computed from the image count."""
         if not self.field.computed:
             return ""
         value = self.field.default_for(self.image_count)
@@ -98,7 +98,7 @@ class PromptRow:
 
 
 class LaunchForm:
-    """The parameters of one model's next training, as posted or as prefilled."""
+    """Hold the parameters of one model's next training, as posted or as prefilled."""
 
     def __init__(
         self,
@@ -111,11 +111,7 @@ class LaunchForm:
         self.model_type = model.type
         self.family = params.family_for(model.type)
         self.image_count = model.training_images_number
-        self.images = [
-            image
-            for image in (model.training_images or [])
-            if isinstance(image, dict) and isinstance(image.get("id"), str) and image["id"]
-        ]
+        self.images = launch_request.training_images(model)
         self.prompt_field, self.source_field = _row_fields(self.family)
         self.extra_errors: dict[str, str] = {}
         self.secret_names = {f.name for f in self.family.form_fields if f.secret}
@@ -185,7 +181,7 @@ class LaunchForm:
         ]
 
     def _use_kept_secrets(self) -> None:
-        """An empty secret input means "keep the one typed before", which the page never shows."""
+        """Keep the secret typed before where its input is empty (the page never shows it)."""
         for name, value in self._kept.items():
             posted = self.raw.get(name)
             if posted is None or (isinstance(posted, str) and not posted.strip()):
@@ -225,10 +221,7 @@ class LaunchForm:
 
     def _validate(self) -> tuple[dict, dict]:
         if self._result is None:
-            known = {image["id"] for image in self.images}
-            clean, errors = params.validate(
-                self.model_type, self.raw, self.image_count, known_assets=known
-            )
+            clean, errors = launch_request.validate(self.model, self.raw)
             self._result = clean, {**errors, **self.extra_errors}
         return self._result
 
@@ -245,12 +238,12 @@ class LaunchForm:
 
     @property
     def parameters(self) -> dict[str, object]:
-        """What Scenario is sent for these values (valid forms only)."""
-        return params.request_parameters(self.model_type, self.clean, self.image_count)
+        """Return what Scenario is sent for these values (valid forms only)."""
+        return launch_request.request_parameters(self.model, self.clean)
 
     @property
     def kept_secrets(self) -> dict[str, str]:
-        """The secrets to keep for the next post: valid ones typed now, else those kept before."""
+        """Return the secrets to keep for the next post: valid ones typed now, else those kept."""
         clean, errors = self._validate()
         kept = dict(self._kept)
         for name in self.secret_names:
@@ -261,7 +254,7 @@ class LaunchForm:
 
     @property
     def other_errors(self) -> list[str]:
-        """Errors that belong to no input on the page: unknown names, the whole request."""
+        """List errors that belong to no input on the page: unknown names, the whole request."""
         shown = {f.name for f in self.family.form_fields}
         return [
             message if name == params.ALL else f"{name}: {message}"
@@ -288,13 +281,13 @@ class LaunchForm:
         ]
 
     def sections(self) -> tuple[list[BoundField], list[BoundField]]:
-        """The basic fields and the advanced ones, lists (prompt rows) apart."""
+        """Split the basic fields from the advanced ones, lists (prompt rows) apart."""
         bound = self.bound_fields()
         return [b for b in bound if not b.field.advanced], [b for b in bound if b.field.advanced]
 
     @property
     def shown_rows(self) -> list[PromptRow]:
-        """The prompt rows, with one blank row to type into when there are none."""
+        """Return the prompt rows, with one blank row to type into when there are none."""
         return self.rows or [PromptRow()]
 
     @property
@@ -323,7 +316,7 @@ class LaunchForm:
 
 
 def _row_fields(family: params.Family) -> tuple[params.Field | None, params.Field | None]:
-    """The family's text list shown as rows, and the asset list paired with it, if any."""
+    """Return the family's text list shown as rows, and the asset list paired with it, if any."""
     prompt = next((f for f in family.form_fields if f.kind == params.TEXT_LIST), None)
     if prompt is None:
         return None, None
@@ -341,7 +334,7 @@ def _getlist(data: Mapping, name: str) -> list[str]:
 
 
 def _display(value: object) -> str:
-    """A value as its input shows it: numbers without float noise, lists and bools not here."""
+    """Show a value as its input does: numbers without float noise, lists and bools not here."""
     if value is None or isinstance(value, bool | list | tuple | dict):
         return ""
     if isinstance(value, int | float):
@@ -359,7 +352,7 @@ def _checked(value: object) -> bool:
 
 
 def preset_summary(family: params.Family, preset: params.Preset) -> str:
-    """The values a preset sets, in words: "learning rate 0.0001, epochs 10"."""
+    """Say the values a preset sets, in words: "learning rate 0.0001, epochs 10"."""
     return ", ".join(
         f"{family.field(name).label.lower()} {_display(value)}"
         for name, value in preset.values.items()

@@ -235,10 +235,6 @@ class TrainingRun(models.Model):
         return self.state in FINAL_STATES
 
     @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
     def outcome(self) -> str:
         """The state in words with its reason: "Not started: Model is already training"."""
         return outcome_words(self.state, self.error_message)

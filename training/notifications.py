@@ -1,6 +1,6 @@
 """Told when a run ends: an outbox of deliveries by email, chat webhook and signed webhook.
 
-`record_run_end` is called by training.services.transition inside the transaction that makes
+`record_run_end` is called by training.lifecycle.transition inside the transaction that makes
 a run final. It writes one Delivery row per channel and recipient (a unique constraint keeps
 it to one, however often a final transition is attempted) and enqueues their sending on
 commit. `deliver` sends one row: it claims the row with a conditional UPDATE (a second task
@@ -18,6 +18,7 @@ from datetime import timedelta
 from functools import partial
 
 import requests
+from celery import current_app
 from django.conf import settings
 from django.core.mail import MailerDoesNotExist, send_mail
 from django.db import transaction
@@ -87,10 +88,10 @@ def _targets(run: TrainingRun) -> list[tuple[str, str]]:
 
 
 def enqueue(delivery_id: int) -> None:
-    from training import tasks  # the tasks module imports services, which imports this one
-
+    """Publish the delivery's task, by name: training.tasks imports this module."""
+    task = current_app.signature("training.tasks.deliver_notification")
     try:
-        tasks.deliver_notification.apply_async((delivery_id,), retry_policy={"max_retries": 1})
+        task.apply_async((delivery_id,), retry_policy={"max_retries": 1})
     except Exception:  # each broker transport raises its own errors
         log.warning("Could not enqueue delivery %s", delivery_id, exc_info=True)
 

@@ -45,7 +45,6 @@ ENUM = "enum"
 TEXT = "text"
 TEXT_LIST = "text_list"
 ASSET_LIST = "asset_list"
-KINDS = (NUMBER, INTEGER, BOOL, ENUM, TEXT, TEXT_LIST, ASSET_LIST)
 LIST_KINDS = (TEXT_LIST, ASSET_LIST)
 
 # The dashboard's own limits, where the reference gives none: generous for a person typing,

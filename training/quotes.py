@@ -1,4 +1,4 @@
-"""Quotes: what Scenario says a training would cost, kept on the server until a launch uses it.
+"""Keep quotes: what Scenario says a training would cost, kept on the server until a launch uses it.
 
 The launch form carries a quote's random key and nothing else about it, so there is nothing in
 the page to lower or re-sign. Reading a quote back checks that it is the person's own, for the
@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from training import services
+from training import scenario_client
 from training.models import Quote, ScenarioModel
 
 CACHE_SECONDS = 600
@@ -39,7 +39,7 @@ EXPIRED = "The estimate is too old: estimate again."
 
 @dataclass
 class QuoteState:
-    """What the quote panel shows."""
+    """Hold what the quote panel shows."""
 
     cost: float | None = None
     discount: float | None = None
@@ -53,7 +53,7 @@ class QuoteState:
 
 
 def digest(model: ScenarioModel, parameters: dict) -> str:
-    """A fingerprint of one request to Scenario: which account, model, images and parameters."""
+    """Return a fingerprint of one request to Scenario: account, model, images, parameters."""
     payload = json.dumps(
         {
             # A quote from one Scenario account or simulator says nothing about another.
@@ -70,12 +70,12 @@ def digest(model: ScenarioModel, parameters: dict) -> str:
 
 
 def fetch(model: ScenarioModel, parameters: dict) -> tuple[float, float]:
-    """The dry-run (cost, discount) for these parameters, from the cache when asked before."""
+    """Return the dry-run (cost, discount) for these parameters, cached when asked before."""
     key = f"launch-quote:{digest(model, parameters)}"
     cached = cache.get(key)
     if cached is not None:
         return cached
-    quote = services.scenario_client().quote(model.remote_id, parameters)
+    quote = scenario_client.get().quote(model.remote_id, parameters)
     value = (float(quote.cost), float(quote.discount))
     cache.set(key, value, CACHE_SECONDS)
     return value
@@ -102,7 +102,7 @@ def issue(user, model: ScenarioModel, parameters: dict) -> QuoteState:
 
 
 def read(user, key: object, model: ScenarioModel, current: str | None) -> QuoteState:
-    """The quote a form names, ready only if it is still good for the digest `current`.
+    """Read the quote a form names, ready only if it is still good for the digest `current`.
 
     `current` is None when the form holds no valid parameters: any quote is then stale.
     """

@@ -46,10 +46,6 @@ PAGE_SIZE = 50
 SCATTER_LIMIT = 400
 # Beyond this many artists or types a weekly stack becomes unreadable: the rest are "Others".
 STACK_SERIES = 7
-# Success rate counts the runs that reached an outcome of their own: canceled runs were
-# somebody's decision, not a failed training, a launch Scenario refused (not started) never
-# trained, and active runs have no outcome yet.
-OUTCOME_STATES = (RunState.SUCCEEDED, RunState.FAILED)
 
 
 # --- expressions --------------------------------------------------------------------------
@@ -457,6 +453,9 @@ def _outcome_counts() -> dict[str, Count]:
 
 def success_rate(succeeded: int, failed: int) -> float | None:
     """Succeeded ÷ (succeeded + failed), or None when no run reached an outcome."""
+    # Only runs that reached an outcome of their own count: canceled runs were somebody's
+    # decision, not a failed training, a launch Scenario refused (not started) never
+    # trained, and active runs have no outcome yet.
     outcomes = succeeded + failed
     return succeeded / outcomes if outcomes else None
 
@@ -630,16 +629,6 @@ def weekly(runs: QuerySet[TrainingRun], stack: str) -> tuple[StackedSeries, list
             counts[i] += row[state]
     points = [RatePoint(week, *counts) for week, counts in sorted(outcomes.items())]
     return _stack(billed), points
-
-
-def cu_per_week(runs: QuerySet[TrainingRun], stack: str) -> StackedSeries:
-    """CU billed per week of launch, split by artist or by model type."""
-    return weekly(runs, stack)[0]
-
-
-def success_per_week(runs: QuerySet[TrainingRun]) -> list[RatePoint]:
-    """Succeeded, failed, canceled and not started runs per week of launch."""
-    return weekly(runs, "type")[1]
 
 
 def _stack(rows: list[dict]) -> StackedSeries:

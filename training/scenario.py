@@ -1,9 +1,10 @@
-"""The one module that talks to Scenario's training API.
+"""Talk to Scenario's training API: the one module that does.
 
 Everything goes through one `requests.Session` with HTTP basic auth and a (connect, read)
 timeout on every call. Answers are parsed into small frozen dataclasses that keep the raw
 JSON; failures become a `ScenarioError` subclass with a human `message`, the HTTP `status`
-and a `transient` flag (worth trying again later) - never a crash, whatever the body was.
+and a `transient` flag (worth trying again later: those errors are also `TryAgain`, which a
+task retries) - never a crash, whatever the body was.
 
 Retries
     Reads (GET) are retried by urllib3 with exponential backoff and jitter on connection
@@ -78,24 +79,32 @@ MAX_MESSAGE_LENGTH = 300
 # --- errors -----------------------------------------------------------------------------------
 
 
+class TryAgain(Exception):
+    """Mark a failure that may pass: a task retries it, after `retry_after` seconds if set.
+
+    Scenario's transient errors are TryAgain too, so a task retries them without wrapping.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ScenarioError(Exception):
     """Scenario could not do what was asked; `message` is fit to show a person."""
 
-    transient_default = False
-
     def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        transient: bool | None = None,
-        retry_after: float | None = None,
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
     ):
         super().__init__(message)
         self.message = message
         self.status = status
-        self.transient = self.transient_default if transient is None else transient
         self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Tell whether trying again later may succeed (the error is also a TryAgain)."""
+        return isinstance(self, TryAgain)
 
     def __str__(self) -> str:
         return f"{self.message} (HTTP {self.status})" if self.status else self.message
@@ -120,15 +129,13 @@ class AlreadyTraining(BadRequest):
     """The model is already training; a second launch was refused."""
 
 
-class RateLimited(ScenarioError):
+class RateLimited(ScenarioError, TryAgain):
     """Too many requests (429); try again after `retry_after` seconds.
 
     `launch_limit` names, in words, a limit of the account rather than of the request rate:
     the plan's cap on parallel trainings, or a cooldown between launches. A launch refused by
     one is not a failed training: it waits, and is sent again when the limit allows.
     """
-
-    transient_default = True
 
     def __init__(
         self, message: str, *, launch_limit: str = "", cooldown: float | None = None, **kwargs
@@ -139,10 +146,8 @@ class RateLimited(ScenarioError):
         self.cooldown = cooldown
 
 
-class Unavailable(ScenarioError):
+class Unavailable(ScenarioError, TryAgain):
     """Scenario is down, overloaded or unreachable; the request did not take effect."""
-
-    transient_default = True
 
 
 class DryRunLaunched(ScenarioError):
@@ -153,10 +158,8 @@ class DryRunLaunched(ScenarioError):
         self.launch = launch
 
 
-class OutcomeUnknown(ScenarioError):
+class OutcomeUnknown(ScenarioError, TryAgain):
     """A write may have reached Scenario but its answer was lost; read back before retrying."""
-
-    transient_default = True
 
 
 class ResponseShapeError(ScenarioError):

@@ -1,14 +1,12 @@
-"""The training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
+"""Run the training lifecycle: one state machine over TrainingRun, kept in step with Scenario.
 
-Every change of `TrainingRun.state` goes through `transition`, a compare-and-set UPDATE that
-also writes a RunEvent. Workers call the functions below through thin Celery tasks; views
-and management commands call `launch_run` and `request_cancel`.
+Every change of `TrainingRun.state` goes through `transition` (training.lifecycle), a
+compare-and-set UPDATE that also writes a RunEvent. Workers call the functions below through
+thin Celery tasks; views and management commands call `launch_run` and `request_cancel`.
 
 Launching safely. A run is written in draft and enqueued on commit; the sweep re-enqueues
-it if the broker lost it. `submitted_at` is the submit lease: whoever moves the run into
-submitting, or takes over a lease that is empty or older than SUBMIT_TIMEOUT_SECONDS, may
-send the trigger, and only after checking (again by compare-and-set) that no cancel came
-first. A submit task's hard time limit equals the lease, so a lease outlives its holder.
+it if the broker lost it. Only the holder of the submit lease (training.leases) sends the
+trigger, and only after checking (again by compare-and-set) that no cancel came first.
 Whoever takes over a lease asks Scenario first whether an earlier attempt already launched
 the training, and adopts it instead of triggering again. That is what keeps it to at most
 one launch per run, whatever the broker, the network or the workers do.
@@ -31,25 +29,39 @@ says why.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
-from functools import partial
+from typing import NoReturn
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training import access, budgets, forecast, notifications, params, scenario
+from training import (
+    access,
+    budgets,
+    forecast,
+    leases,
+    remote,
+    scenario,
+    scenario_client,
+    team_queue,
+)
+from training.lifecycle import (
+    POLLED_STATES,
+    TRANSITIONS,
+    enqueue,
+    enqueue_on_commit,
+    is_launched,
+    is_stalled,
+    setting,
+    transition,
+)
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
     EpochSample,
     EventSource,
-    Membership,
-    Role,
     RunEvent,
     RunState,
     ScenarioModel,
@@ -62,43 +74,6 @@ log = logging.getLogger(__name__)
 
 S = RunState
 
-# The state machine: where each state may go next. Final states go nowhere.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    S.DRAFT: frozenset({S.WAITING, S.SUBMITTING, S.CANCELED}),
-    # In the team queue (training.team_queue): nothing was sent, so removing it costs nothing.
-    S.WAITING: frozenset({S.SUBMITTING, S.CANCELED}),
-    # Back to waiting when Scenario refused the trigger for a plan limit or a cooldown.
-    S.SUBMITTING: frozenset({S.WAITING, S.QUEUED, S.FAILED, S.NOT_STARTED, S.CANCEL_REQUESTED}),
-    S.QUEUED: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED, S.CANCEL_REQUESTED}),
-    S.CANCEL_REQUESTED: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELED: frozenset(),
-    S.NOT_STARTED: frozenset(),
-}
-
-# Remote → local, the one table: (model status, training stage) → local state.
-# A stage of None matches any stage of that status.
-REMOTE_STATES: dict[tuple[str, str | None], str] = {
-    ("training", "pending"): S.QUEUED,
-    ("training", "pending-captcha"): S.QUEUED,
-    ("training", "ready-for-captcha"): S.QUEUED,
-    ("training", "queued-for-train"): S.QUEUED,
-    ("training", "starting-train"): S.RUNNING,
-    ("training", "running-train"): S.RUNNING,
-    ("trained", None): S.SUCCEEDED,
-    ("failed", None): S.FAILED,
-    ("training-canceled", None): S.CANCELED,
-}
-REMOTE_FINAL_STATUSES = frozenset({"trained", "failed", "training-canceled"})
-
-# The only states a trigger is sent from. Leaving them, a run forgets its secret parameters.
-SENDING_STATES = frozenset({S.DRAFT, S.WAITING, S.SUBMITTING})
-
-# States the sweep polls; a cancel-requested run only once its launch is confirmed.
-POLLED_STATES = frozenset({S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED})
-
 # Scenario's clock and ours may disagree a little when we ask "did this start after our run?".
 # Small, so a training that ended just before a relaunch is not taken for the relaunch.
 LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
@@ -106,102 +81,14 @@ SWEEP_BATCH = 500
 # After a trigger's answer was lost, the model is read back this many seconds after, then
 # every last step, until it shows whether the launch happened.
 READ_BACK_SECONDS = (3.0, 10.0, 30.0)
-# Publishing gives up quickly when the broker is down: the sweep re-enqueues from the DB.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
-
-
-def setting(name: str) -> float:
-    """A lifecycle setting (dashboard/settings.py), read at call time so tests can change it."""
-    return float(getattr(settings, name))
 
 
 class LaunchRefused(Exception):
-    """The user may not launch this training; `message` says why, in words for them."""
+    """Refuse a launch to the user; `message` says why, in words for them."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-class TryAgain(Exception):
-    """A transient failure: the task should retry later (after `retry_after` seconds if set)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    @classmethod
-    def from_error(cls, error: scenario.ScenarioError) -> TryAgain:
-        return cls(str(error.message or error), error.retry_after)
-
-
-# --- The state machine ----------------------------------------------------------------------
-
-
-def transition(
-    run: TrainingRun,
-    to_state: str,
-    *,
-    expected,
-    source: str,
-    actor=None,
-    message: str = "",
-    condition: Q | None = None,
-    **fields,
-) -> bool:
-    """Move the run to `to_state` if it is still in one of `expected`; record a RunEvent.
-
-    Returns True only when this call changed the row: a False means someone else moved the
-    run first, and the caller must not act as if it had. `fields` are written in the same
-    UPDATE, which also requires `condition` when given. Final states also set finished_at and
-    stop polling.
-    """
-    expected = [expected] if isinstance(expected, str) else list(expected)
-    for state in expected:
-        if to_state not in TRANSITIONS[state]:
-            raise ValueError(f"{state} → {to_state} is not a transition of a training run")
-    now = timezone.now()
-    if to_state in FINAL_STATES:
-        fields.setdefault("finished_at", now)
-        fields.setdefault("next_poll_at", None)
-    if to_state not in SENDING_STATES and isinstance(run.parameters, dict):
-        # A key for an experiment tracker is kept only while the trigger may still go out.
-        kept = params.without_secrets(run.parameters)
-        if kept != run.parameters:
-            fields.setdefault("parameters", kept)
-    values = {"state": to_state, "updated_at": now, **fields}
-    # Try the state we last saw first: it is almost always the one still in the row.
-    for from_state in sorted(expected, key=lambda state: state != run.state):
-        with transaction.atomic():
-            rows = TrainingRun.objects.filter(pk=run.pk, state=from_state)
-            if condition is not None:
-                rows = rows.filter(condition)
-            changed = rows.update(**values)
-            if changed:
-                RunEvent.objects.create(
-                    run=run,
-                    from_state=from_state,
-                    to_state=to_state,
-                    source=source,
-                    actor=actor,
-                    message=message,
-                )
-                if to_state in FINAL_STATES:
-                    notifications.record_run_end(run)  # the outbox, in this transaction
-        if changed:
-            for name, value in values.items():
-                setattr(run, name, value)
-            return True
-    return False
-
-
-def is_stalled(run: TrainingRun, now: datetime | None = None) -> bool:
-    """Whether Scenario's state of a launched run has not moved for STALL_AFTER_SECONDS."""
-    if run.state not in POLLED_STATES or not is_launched(run):
-        return False
-    moved = run.remote_updated_at or run.submitted_at
-    limit = timedelta(seconds=setting("STALL_AFTER_SECONDS"))
-    return moved is not None and (now or timezone.now()) - moved > limit
 
 
 def settle_stalled(run: TrainingRun, user) -> bool:
@@ -229,27 +116,6 @@ def settle_stalled(run: TrainingRun, user) -> bool:
         message=message,
         error_message=message,
     )
-
-
-def local_state_for(model_status: str, stage: str | None) -> str | None:
-    """The local state a remote model status and stage mean, or None when it is unknown."""
-    state = REMOTE_STATES.get((model_status, stage)) or REMOTE_STATES.get((model_status, None))
-    if state is None and stage:
-        log.warning(
-            "Unknown remote state: status %r, stage %r; keeping the run as it is",
-            model_status,
-            stage,
-        )
-    elif state is None and model_status not in {"training", ""}:
-        log.warning("Unknown remote model status %r; keeping the run as it is", model_status)
-    return state
-
-
-def is_valid_path(states: list[str]) -> bool:
-    """Whether a trail of states (from draft) is a path of the state machine."""
-    if not states or states[0] != S.DRAFT:
-        return False
-    return all(b in TRANSITIONS[a] for a, b in zip(states, states[1:], strict=False))
 
 
 # --- Launch and cancel (called by views and commands) ---------------------------------------
@@ -333,7 +199,7 @@ def record_unasked_launch(*, user, model: ScenarioModel, parameters: dict, launc
 
 
 def _launch_fields(run: TrainingRun, launch: scenario.Launch) -> dict:
-    """The run's fields from a launch answer: the snapshot, the job, the quote it carries."""
+    """Return the run's fields from a launch answer: the snapshot, the job, its quote."""
     fields = _snapshot_fields(run, launch.model, launch.job)
     fields["job_id"] = launch.job.id or fields.get("job_id", "")
     if launch.quote is not None:
@@ -443,65 +309,24 @@ def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
     run.selected_epoch, run.selected_epoch_by = epoch, user
 
 
-# --- Publishing tasks -----------------------------------------------------------------------
-
-
-def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
-    """Write an audit line about a run that does not change its state (a queue move)."""
-    RunEvent.objects.create(
-        run=run,
-        from_state=run.state,
-        to_state=run.state,
-        source=EventSource.USER if actor else EventSource.WORKER,
-        actor=actor,
-        message=message,
-    )
-
-
-def enqueue(task_name: str, run_id: int) -> bool:
-    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run."""
-    from training import tasks  # the tasks module imports this one
-
-    options = {"retry_policy": PUBLISH_RETRY_POLICY}
-    if task_name in {"submit_run", "cancel_run"}:
-        # These hold the submit lease: the worker kills them before the lease runs out.
-        lease = setting("SUBMIT_TIMEOUT_SECONDS")
-        options.update(time_limit=lease, soft_time_limit=lease * 0.8)
-    try:
-        getattr(tasks, task_name).apply_async((run_id,), **options)
-    except Exception:  # each broker transport raises its own errors
-        log.warning(
-            "Could not enqueue %s for run %s; the sweep will retry",
-            task_name,
-            run_id,
-            exc_info=True,
-        )
-        return False
-    return True
-
-
-def enqueue_on_commit(task_name: str, run_id: int) -> None:
-    transaction.on_commit(partial(enqueue, task_name, run_id))
-
-
 # --- Submitting -----------------------------------------------------------------------------
 
 
 def submit_run(run_id: int) -> None:
     """Send the run's trigger to Scenario, at most once, or adopt a launch that already went out.
 
-    Raises TryAgain for a transient failure before anything was sent.
+    Raises a TryAgain (a transient ScenarioError) for a failure before anything was sent.
     """
     run = _active_run(run_id)
     if run is None:
         return
     if run.state == S.DRAFT:
-        if team_queue().queue_draft(run):
+        if team_queue.queue_draft(run):
             _launch(run, run.submitted_at, reconcile=False)
     elif run.state == S.SUBMITTING and run.outcome_unknown_at is not None:
-        _settle_unknown(run, scenario_client())
+        _settle_unknown(run, scenario_client.get())
     elif run.state == S.SUBMITTING:
-        lease = _take_lease(run)
+        lease = leases.take(run)
         if lease is not None:  # the earlier attempt died or gave up: ask Scenario first
             # A run just sent from the team queue (no lease, no trigger yet): nothing to look for.
             sent_before = run.triggers_sent > 0 or run.submitted_at is not None
@@ -511,15 +336,15 @@ def submit_run(run_id: int) -> None:
 
 
 def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
-    client = scenario_client()
+    client = scenario_client.get()
     if reconcile:
         model = _reconcile(run, client, lease)
         if model is None or _launch_visible(model, run):
             return
     run.submitted_at = lease
-    if not team_queue().refresh_quote(run, client):
+    if not team_queue.refresh_quote(run, client):
         return
-    lease = _renew_lease(run, lease)
+    lease = leases.renew(run, lease)
     if lease is None:
         _lost_lease(run)
         return
@@ -533,15 +358,15 @@ def _launch(run: TrainingRun, lease: datetime, *, reconcile: bool) -> None:
         return
     except scenario.ScenarioError as error:
         if getattr(error, "launch_limit", ""):
-            team_queue().wait_for_limit(run, lease, error)
+            team_queue.wait_for_limit(run, lease, error)
             return
         if error.transient:
-            _release_lease(run, lease)
+            leases.release(run, lease)
             if _gave_up(run, error):
                 return
-            raise TryAgain.from_error(error) from error
-        if isinstance(error, scenario.AlreadyTraining) and team_queue().other_run_is_training(run):
-            team_queue().wait_for_model(run, lease)
+            raise
+        if isinstance(error, scenario.AlreadyTraining) and team_queue.other_run_is_training(run):
+            team_queue.wait_for_model(run, lease)
         elif isinstance(error, scenario.AlreadyTraining) and run.triggers_sent > 1:
             _second_trigger_refused(run, client, error)
         elif _is_refusal(error):
@@ -562,10 +387,10 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
         return None
     except scenario.ScenarioError as error:
         if error.transient:
-            _release_lease(run, lease)
+            leases.release(run, lease)
             if _gave_up(run, error):
                 return None
-            raise TryAgain.from_error(error) from error
+            raise
         _refused(run, error)
         return None
     if _launch_visible(model, run):
@@ -575,12 +400,12 @@ def _reconcile(run: TrainingRun, client, lease: datetime) -> scenario.Model | No
 
 
 def _launch_visible(model: scenario.Model, run: TrainingRun) -> bool:
-    """Whether the remote model shows a training that started after this run was created."""
+    """Tell whether the remote model shows a training started after this run was created."""
     since = _launch_horizon(run)
-    if model.status == "training":
+    if model.status == remote.TRAINING_STATUS:
         started = model.training_progress.started_at if model.training_progress else None
         return started is None or started >= since
-    if model.status in REMOTE_FINAL_STATUSES and model.training_stats is not None:
+    if model.status in remote.FINAL_STATUSES and model.training_stats is not None:
         started = model.training_stats.started_at
         return started is not None and started >= since
     return False
@@ -594,7 +419,7 @@ def _confirm_launch(run: TrainingRun, fields: dict, message: str) -> None:
     if transition(
         run, S.QUEUED, expected=[S.SUBMITTING], source=EventSource.WORKER, message=message, **fields
     ):
-        team_queue().learn_accepted_launch(run)
+        team_queue.learn_accepted_launch(run)
         return
     # A cancel came in while the trigger was on its way: keep it, record the launch, send it.
     if _record_launch_while_canceling(run, fields):
@@ -626,7 +451,7 @@ def _gave_up(run: TrainingRun, error: scenario.ScenarioError) -> bool:
 
 
 def _outcome_unknown(run: TrainingRun, client, error: scenario.ScenarioError, lease) -> None:
-    """The trigger may have reached Scenario: note when, and read the model back now.
+    """Note when a trigger may have reached Scenario unanswered, and read the model back now.
 
     Until a read-back tells, the run keeps its lease and nobody triggers again; the sweep
     brings the next read-back on the READ_BACK_SECONDS schedule.
@@ -675,7 +500,7 @@ def _settle_unknown(run: TrainingRun, client) -> None:
             _cancel_unsent(run)
         else:
             _schedule_read_back(run)
-    elif _free_unknown_lease(run):
+    elif leases.free_after_read_back(run):
         log.info("Run %s: the read-back shows no launch; triggering again", run.pk)
         enqueue("submit_run", run.pk)
 
@@ -694,25 +519,12 @@ def _schedule_read_back(run: TrainingRun) -> None:
     ).update(next_poll_at=due)
 
 
-def _free_unknown_lease(run: TrainingRun) -> bool:
-    """Let the next submit take the lease at once: the read-back showed nothing launched."""
-    return bool(
-        TrainingRun.objects.filter(
-            pk=run.pk,
-            state=S.SUBMITTING,
-            submitted_at=run.submitted_at,
-            outcome_unknown_at=run.outcome_unknown_at,
-        ).update(
-            submitted_at=None,
-            outcome_unknown_at=None,
-            next_poll_at=timezone.now() + timedelta(seconds=setting("SUBMIT_GRACE_SECONDS")),
-        )
-    )
-
-
 def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
-    """A trigger sent again after a lost answer was refused ("already training"): the first
-    one launched after all. Adopt it; only a training that is not this run's ends it."""
+    """Adopt the first launch when a trigger sent again after a lost answer was refused.
+
+    "Already training": the first one launched after all. Only a training that is not this
+    run's ends it.
+    """
     log.warning("Scenario refused the second trigger of run %s (%s); adopting", run.pk, error)
     try:
         model = client.get_model(run.model.remote_id)
@@ -727,7 +539,7 @@ def _second_trigger_refused(run: TrainingRun, client, error: scenario.ScenarioEr
 
 
 def _adoption_fields(run: TrainingRun, client, model: scenario.Model) -> dict:
-    """The snapshot of a launch adopted by reading it back, with its job when it can be found.
+    """Return the snapshot of a launch adopted by reading it back, with its job if found.
 
     The model names no job: GET /jobs does. A failed look-up is tried again by the polls.
     """
@@ -744,12 +556,12 @@ def _adoption_fields(run: TrainingRun, client, model: scenario.Model) -> dict:
 
 
 def _launch_horizon(run: TrainingRun) -> datetime:
-    """The earliest moment a training of this run can have been created on Scenario."""
+    """Return the earliest moment a training of this run can have been created on Scenario."""
     return run.created_at - LAUNCH_CLOCK_SKEW
 
 
 def _answer_not_understood(run: TrainingRun, client, error: scenario.ScenarioError) -> None:
-    """A 2xx answer without a job: look whether a training started before calling it failed."""
+    """Look whether a training started, after a 2xx answer without a job, before failing it."""
     log.warning("Scenario's answer to the launch of run %s was not understood: %s", run.pk, error)
     if _read_back(run, client) is False:
         _refused(run, error)
@@ -775,7 +587,7 @@ def _refused(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _is_refusal(error: scenario.ScenarioError) -> bool:
-    """Whether Scenario read the trigger and said no (a 4xx): then nothing can have started."""
+    """Tell whether Scenario read the trigger and said no (a 4xx): then nothing started."""
     return error.status is not None and 400 <= error.status < 500
 
 
@@ -809,8 +621,8 @@ def _cancel_refused(run: TrainingRun, message: str) -> None:
 
 
 def _lost_lease(run: TrainingRun) -> None:
-    """The pre-send check failed: a cancel came first (the trigger never goes out) or a
-    newer attempt took over."""
+    """Settle a run whose pre-send check failed: a cancel came first (the trigger never goes
+    out), or a newer attempt took over."""
     run.refresh_from_db()
     if run.state == S.CANCEL_REQUESTED:
         _cancel_unsent(run)
@@ -826,52 +638,6 @@ def _cancel_unsent(run: TrainingRun) -> None:
     )
 
 
-# --- The submit lease -----------------------------------------------------------------------
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=setting("SUBMIT_TIMEOUT_SECONDS"))
-
-
-def _take_lease(run: TrainingRun) -> datetime | None:
-    """Take over the submit lease when it is empty or has run out; None when it is held."""
-    now = timezone.now()
-    held = run.submitted_at
-    if held is not None and held > now - _lease():
-        return None
-    lease_filter = Q(submitted_at__isnull=True) if held is None else Q(submitted_at=held)
-    # Another worker got there first when no row changes.
-    taken = TrainingRun.objects.filter(lease_filter, pk=run.pk, state=run.state).update(
-        submitted_at=now, next_poll_at=now + _lease()
-    )
-    return now if taken else None
-
-
-def _renew_lease(run: TrainingRun, lease: datetime) -> datetime | None:
-    """Check, just before sending, that the run is still ours to submit and not canceled."""
-    now = timezone.now()
-    renewed = TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING, submitted_at=lease).update(
-        submitted_at=now, next_poll_at=now + _lease(), triggers_sent=F("triggers_sent") + 1
-    )
-    if not renewed:
-        return None
-    run.submitted_at, run.triggers_sent = now, run.triggers_sent + 1
-    return now
-
-
-def _release_lease(run: TrainingRun, lease: datetime) -> None:
-    """Nothing went out this time: let the retry (or the sweep) take the lease at once."""
-    TrainingRun.objects.filter(
-        pk=run.pk, state__in=[S.SUBMITTING, S.CANCEL_REQUESTED], submitted_at=lease
-    ).update(submitted_at=None)
-
-
-def is_launched(run: TrainingRun) -> bool:
-    """Whether Scenario confirmed the launch. Only a confirmed launch stores a job id or a
-    remote model status, so their presence is the proof."""
-    return bool(run.job_id or run.remote_model_status)
-
-
 # --- Polling --------------------------------------------------------------------------------
 
 
@@ -880,7 +646,7 @@ def poll_run(run_id: int) -> None:
     run = _active_run(run_id)
     if run is None or run.state not in POLLED_STATES or not is_launched(run):
         return
-    client = scenario_client()
+    client = scenario_client.get()
     try:
         model = client.get_model(run.model.remote_id)
     except scenario.NotFound:
@@ -890,7 +656,7 @@ def poll_run(run_id: int) -> None:
         _poll_failed(run, error)
         return
     _refresh(run, client, model)
-    if run.state == S.CANCEL_REQUESTED and model.status == "training":
+    if run.state == S.CANCEL_REQUESTED and model.status == remote.TRAINING_STATUS:
         # Still training: the cancel may have been lost on its way. Sending it again is harmless.
         enqueue_on_commit("cancel_run", run.pk)
 
@@ -909,7 +675,7 @@ def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
         except scenario.NotFound:
             job = None
         except scenario.ScenarioError as error:
-            if model.status in REMOTE_FINAL_STATUSES:
+            if model.status in remote.FINAL_STATUSES:
                 _poll_failed(run, error)  # the billing matters: try again soon
                 return False
             log.info("Could not read job %s of run %s: %s", job_id, run.pk, error)
@@ -922,7 +688,7 @@ def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None
 
     A run that has ended without its job being found is marked cost_unknown.
     """
-    ended = model.status in REMOTE_FINAL_STATUSES
+    ended = model.status in remote.FINAL_STATUSES
     try:
         job = client.find_training_job(run.model.remote_id, since=_launch_horizon(run))
     except scenario.ScenarioError as error:
@@ -940,8 +706,8 @@ def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None
 
 
 def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
-    """The job holds the status history and the billing: read it when they may have moved."""
-    if model.status in REMOTE_FINAL_STATUSES:
+    """Tell whether to read the job: it holds the status history and the billing."""
+    if model.status in remote.FINAL_STATUSES:
         return True
     progress = model.training_progress
     if progress is None:
@@ -963,7 +729,7 @@ def apply_snapshot(
         fields["remote_updated_at"] = timezone.now()
     if run.poll_failures:
         fields["poll_failures"] = 0
-    target = local_state_for(model.status, _stage(model))
+    target = remote.local_state_for(model.status, _stage(model))
     # Samples first: a worker killed between the two must not leave a finished run, never
     # polled again, without its last epoch's samples.
     stored = _store_samples(run, model)
@@ -1012,7 +778,7 @@ def _stage(model: scenario.Model) -> str | None:
 
 
 def _snapshot_fields(run: TrainingRun, model: scenario.Model, job: scenario.Job | None) -> dict:
-    """The run's fields as the remote model (and job) describe them now."""
+    """Return the run's fields as the remote model (and job) describe them now."""
     fields: dict = {"remote_model_status": model.status or ""}
     progress = model.training_progress
     if progress is not None:
@@ -1122,7 +888,7 @@ def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
 
 
 def _poll_delay(state: str, snapshot: dict) -> timedelta:
-    """Short while running or next in line, longer the deeper the run waits in the queue.
+    """Return when to poll next: soon while running or next in line, later the deeper in the queue.
 
     The run next in line may start any moment: polled as often as a training one, its page
     stops saying "waiting" soon after Scenario starts it.
@@ -1135,11 +901,7 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
         seconds = setting("POLL_MAX_SECONDS")
     elif state == S.CANCEL_REQUESTED:
         seconds = setting("POLL_CANCEL_SECONDS")
-    elif (
-        state == S.RUNNING
-        or snapshot.get("stage") in {"starting-train", "running-train"}
-        or next_in_line
-    ):
+    elif state == S.RUNNING or snapshot.get("stage") in remote.FAST_POLL_STAGES or next_in_line:
         seconds = setting("POLL_RUNNING_SECONDS")
     else:
         ahead = snapshot.get("queue_position") or 0
@@ -1148,7 +910,7 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
 
 
 def _error_delay(failures: int, retry_after: float | None) -> float:
-    """Exponential backoff after failed polls, never sooner than Scenario's Retry-After."""
+    """Return the backoff after failed polls, never sooner than Scenario's Retry-After."""
     backoff = setting("POLL_RUNNING_SECONDS") * 2 ** min(failures, 16)
     return max(min(backoff, setting("POLL_MAX_SECONDS")), retry_after or 0.0)
 
@@ -1159,7 +921,7 @@ def _error_delay(failures: int, retry_after: float | None) -> float:
 def cancel_run(run_id: int) -> None:
     """Send the cancel of a cancel-requested run to Scenario; polls confirm it.
 
-    Raises TryAgain for a transient failure.
+    Raises a TryAgain for a failure that may pass.
     """
     run = _active_run(run_id)
     if run is None or run.state != S.CANCEL_REQUESTED:
@@ -1171,7 +933,7 @@ def cancel_run(run_id: int) -> None:
 
 
 def _send_cancel(run: TrainingRun) -> None:
-    client = scenario_client()
+    client = scenario_client.get()
     try:
         model = client.cancel_training(run.model.remote_id)
     except scenario.NotFound:
@@ -1179,13 +941,13 @@ def _send_cancel(run: TrainingRun) -> None:
         return
     except scenario.ScenarioError as error:
         if error.transient:
-            raise TryAgain.from_error(error) from error
+            raise
         # Typically "not training": it finished first. Read what really happened.
         log.info("Scenario refused the cancel of run %s: %s", run.pk, error)
         try:
             model = client.get_model(run.model.remote_id)
         except scenario.ScenarioError as read_error:
-            raise TryAgain.from_error(read_error) from read_error
+            _retry(read_error)
     _refresh(run, client, model)
     if run.state == S.CANCEL_REQUESTED:
         # Look again soon rather than at a deep-queue interval.
@@ -1196,17 +958,17 @@ def _send_cancel(run: TrainingRun) -> None:
 
 
 def _settle_unlaunched_cancel(run: TrainingRun) -> None:
-    """A cancel came before Scenario confirmed the launch: cancel there only if it launched.
+    """Settle a cancel that came before Scenario confirmed the launch: cancel there if it did.
 
     While a trigger's answer is lost, the read-back schedule decides. While a submit holds a
     live lease (its trigger may be on its way), the model is read now and every few seconds:
     a launch that shows is canceled at once, and the submit settles the rest.
     """
-    client = scenario_client()
+    client = scenario_client.get()
     if run.outcome_unknown_at is not None:
         _settle_unknown(run, client)
         return
-    lease = _take_lease(run)
+    lease = leases.take(run)
     if lease is None:
         _cancel_if_launched(run, client)
         return
@@ -1215,8 +977,8 @@ def _settle_unlaunched_cancel(run: TrainingRun) -> None:
     except scenario.NotFound:
         model = None
     except scenario.ScenarioError as error:
-        _release_lease(run, lease)
-        raise TryAgain.from_error(error) from error
+        leases.release(run, lease)
+        _retry(error)
     if model is not None and _launch_visible(model, run):
         if _record_launch_while_canceling(run, _adoption_fields(run, client, model)):
             _send_cancel(run)
@@ -1251,7 +1013,7 @@ def sweep() -> int:
     """
     now = timezone.now()
     # Waiting runs are not due: the team queue sends them when a slot frees.
-    claimed = team_queue().dispatch_all()
+    claimed = team_queue.dispatch_all()
     due = (
         TrainingRun.objects.filter(state__in=ACTIVE_STATES - {S.WAITING})
         .filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
@@ -1268,11 +1030,11 @@ def sweep() -> int:
 
 
 def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:
-    """Which task a due run needs, and when to look at it again if that task is lost."""
+    """Return the task a due run needs, and when to look again if that task is lost."""
     if run.state in {S.DRAFT, S.SUBMITTING}:
-        return "submit_run", _lease()
+        return "submit_run", leases.length()
     if run.state == S.CANCEL_REQUESTED and not is_launched(run):
-        return "cancel_run", _lease()
+        return "cancel_run", leases.length()
     return "poll_run", _poll_delay(
         run.state, {"stage": run.stage, "queue_position": run.queue_position}
     )
@@ -1292,7 +1054,7 @@ def _claim_due(run: TrainingRun, now: datetime, delay: timedelta) -> bool:
     return bool(TrainingRun.objects.filter(due_filter, pk=run.pk, state=run.state).update(**values))
 
 
-# --- Models and members ---------------------------------------------------------------------
+# --- Models ---------------------------------------------------------------------
 
 
 def sync_models(client=None) -> int:
@@ -1302,7 +1064,7 @@ def sync_models(client=None) -> int:
     (out of the picker) rather than deleted, so its runs keep their history. One that comes
     back is back.
     """
-    client = client or scenario_client()
+    client = client or scenario_client.get()
     now = timezone.now()
     count = 0
     for model in client.iter_models():
@@ -1328,7 +1090,7 @@ def sync_models(client=None) -> int:
 
 
 def _all_training_images(client, model: scenario.Model) -> list[dict]:
-    """Every training image of a listed model, as the mirror stores them.
+    """Return every training image of a listed model, as the mirror stores them.
 
     GET /models lists only "the first 3 training images of the model. To retrieve the full set
     of images, get it by modelId": when the list is short of trainingImagesNumber, read the
@@ -1351,64 +1113,23 @@ def _all_training_images(client, model: scenario.Model) -> list[dict]:
     return [{"id": image.id, "name": image.name, "url": image.url} for image in images]
 
 
-def add_member(team_name: str, username: str, role: str, password: str | None = None):
-    """Put someone in a team with a role, creating the team and the user when they are new."""
-    if role not in Role.values:
-        raise ValueError(f"role must be one of {', '.join(Role.values)}, not {role!r}")
-    with transaction.atomic():
-        team, _ = Team.objects.get_or_create(name=team_name)
-        user, created = get_user_model().objects.get_or_create(username=username)
-        if password:
-            user.set_password(password)
-        elif created:
-            user.set_unusable_password()
-        user.save()
-        membership, _ = Membership.objects.update_or_create(
-            user=user, defaults={"team": team, "role": role}
-        )
-    return membership
-
-
 # --- Helpers --------------------------------------------------------------------------------
 
 
-_clients = threading.local()
-
-
-def scenario_client() -> scenario.ScenarioClient:
-    """This thread's client for the configured Scenario, so calls reuse their connections."""
-    key = (settings.SCENARIO_API_URL, settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET,
-           settings.SCENARIO_CONNECT_TIMEOUT, settings.SCENARIO_READ_TIMEOUT,
-           settings.SCENARIO_MAX_RETRY_AFTER)  # fmt: skip
-    cached = getattr(_clients, "cached", None)
-    if cached is None or cached[0] != key:
-        if cached is not None:
-            cached[1].close()
-        cached = _clients.cached = (key, scenario.ScenarioClient.from_settings())
-    return cached[1]
-
-
-def close_client() -> None:
-    """Close this thread's Scenario client and its kept-alive connections."""
-    cached = getattr(_clients, "cached", None)
-    if cached is not None:
-        cached[1].close()
-        _clients.cached = None
-
-
-def team_queue():
-    """The team queue module (it imports this one)."""
-    from training import team_queue as module
-
-    return module
-
-
 def _active_run(run_id: int) -> TrainingRun | None:
-    """The run, or None when it is gone or finished: tasks then have nothing to do."""
+    """Return the run, or None when it is gone or finished: tasks then have nothing to do."""
     run = TrainingRun.objects.select_related("model").filter(pk=run_id).first()
     if run is None or run.is_final:
         return None
     return run
+
+
+def _retry(error: scenario.ScenarioError) -> NoReturn:
+    """Raise so that the task runs again, whether the error is transient or not: until the
+    model can be read, a cancel's outcome is unknown."""
+    if error.transient:
+        raise error
+    raise scenario.TryAgain(error.message or str(error)) from error
 
 
 def _fail(run: TrainingRun, message: str, expected=None) -> bool:

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids and call training.services.
+"""Run the lifecycle's work in Celery: thin tasks that take ids and call training.services.
 
 Every task is idempotent (state changes are compare-and-set), so all of them acknowledge late:
 a task lost with its worker is delivered again. A task whose run is gone or finished returns
@@ -20,7 +20,7 @@ MAX_COUNTDOWN = 60
 
 
 class ScenarioTask(Task):
-    """Retries wait at least as long as Scenario's Retry-After asked, and never too long."""
+    """Retry no sooner than Scenario's Retry-After asked, and never too late."""
 
     def retry(
         self,
@@ -44,7 +44,8 @@ class ScenarioTask(Task):
 RETRYING = {
     "base": ScenarioTask,
     "acks_late": True,
-    "autoretry_for": (services.TryAgain,),
+    # Scenario's transient errors are TryAgain too: retried as they are, never wrapped.
+    "autoretry_for": (scenario.TryAgain,),
     "retry_backoff": True,
     "retry_backoff_max": MAX_COUNTDOWN,
     "retry_jitter": True,
@@ -78,12 +79,7 @@ def sweep() -> int:
 
 @shared_task(**RETRYING)
 def sync_models() -> int:
-    try:
-        return services.sync_models()
-    except scenario.ScenarioError as error:
-        if error.transient:
-            raise services.TryAgain.from_error(error) from error
-        raise
+    return services.sync_models()
 
 
 @shared_task(**RETRYING)

@@ -1,4 +1,4 @@
-"""The team queue: launches that cannot start now wait here, and the sweep sends them in order.
+"""Hold the team queue: launches that cannot start now wait here, and the sweep sends them in order.
 
 A run waits (state `waiting`, nothing sent to Scenario) when its team has no free slot (its
 own `parallel_trainings`, or the plan cap Scenario's 429 "parallel-training" taught), when its
@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
-from training import budgets, scenario, services
+from training import budgets, leases, lifecycle, scenario
 from training.models import EventSource, RunState, Team, TrainingRun
 from training.templatetags.monitoring import person
 
@@ -42,13 +42,13 @@ def busy_slots(team_id: int) -> int:
 
 
 def _on_scenario(team_id: int) -> int:
-    """How many of the team's runs Scenario has confirmed and not yet ended."""
+    """Count the team's runs Scenario has confirmed and not yet ended."""
     launched = (S.QUEUED, S.RUNNING, S.CANCEL_REQUESTED)
     return TrainingRun.objects.filter(team_id=team_id, state__in=launched).count()
 
 
 def slot_limit(team: Team, now: datetime) -> int | None:
-    """How many runs the team may have on Scenario now; None: no limit of ours.
+    """Return how many runs the team may have on Scenario now; None: no limit of ours.
 
     A learned plan cap allows one more run once its probe time has passed.
     """
@@ -61,7 +61,7 @@ def slot_limit(team: Team, now: datetime) -> int | None:
 
 
 def ahead_of(run: TrainingRun) -> int:
-    """How many of the team's waiting runs will be sent before this one."""
+    """Count the team's waiting runs that will be sent before this one."""
     if run.state != S.WAITING:
         return 0
     later = Q(priority__lt=run.priority) | Q(priority=run.priority, queue_order__gt=run.queue_order)
@@ -75,7 +75,7 @@ def ahead_of(run: TrainingRun) -> int:
 
 
 def position_words(run: TrainingRun) -> str:
-    """Why the run waits and how many runs are ahead: "Waiting for a free slot: 2 ahead"."""
+    """Say why the run waits and how many runs are ahead: "Waiting for a free slot: 2 ahead"."""
     return f"{run.waiting_reason or FREE_SLOT}: {ahead_of(run)} ahead"
 
 
@@ -83,7 +83,7 @@ def position_words(run: TrainingRun) -> str:
 
 
 def _slot_condition(run: TrainingRun, limit: int | None) -> Q:
-    """The WHERE clause of a claim: a slot is free and the run's model is not training."""
+    """Return the WHERE clause of a claim: a slot is free and the run's model is not training."""
     model_busy = TrainingRun.objects.filter(model_id=run.model_id, state__in=SLOT_STATES)
     condition = ~Exists(model_busy)
     if limit is not None:
@@ -114,7 +114,7 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
         if from_state == S.DRAFT:
             earlier = Q(state=S.WAITING) | Q(state=S.DRAFT, pk__lt=run.pk)
             condition &= ~Exists(TrainingRun.objects.filter(earlier, team_id=run.team_id))
-        claimed = services.transition(
+        claimed = lifecycle.transition(
             run,
             S.SUBMITTING,
             expected=[from_state],
@@ -124,7 +124,7 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
             submitted_at=lease,
             waiting_reason="",
             queue_position=None,
-            next_poll_at=now + (services._lease() if lease else _grace()),
+            next_poll_at=now + (leases.length() if lease else _grace()),
         )
         if claimed and team.learned_limit is not None:
             _after_probe(team, now)
@@ -132,21 +132,21 @@ def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message:
 
 
 def _after_probe(team: Team, now: datetime) -> None:
-    """A claim past the learned cap is the probe: the next one waits a probe interval."""
+    """Make the next claim wait a probe interval: a claim past the learned cap is the probe."""
     if busy_slots(team.pk) > team.learned_limit:
-        probe = timedelta(seconds=services.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
+        probe = timedelta(seconds=lifecycle.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
         Team.objects.filter(pk=team.pk).update(learned_limit_probe_at=now + probe)
 
 
 def _grace() -> timedelta:
-    return timedelta(seconds=services.setting("SUBMIT_GRACE_SECONDS"))
+    return timedelta(seconds=lifecycle.setting("SUBMIT_GRACE_SECONDS"))
 
 
 def wait(run: TrainingRun, *, from_state: str, reason: str, **fields) -> bool:
     """Put the run in the team queue; a run coming back from submitting keeps its place."""
     if from_state == S.DRAFT:
         fields.setdefault("queue_order", run.pk)
-    return services.transition(
+    return lifecycle.transition(
         run,
         S.WAITING,
         expected=[from_state],
@@ -159,7 +159,7 @@ def wait(run: TrainingRun, *, from_state: str, reason: str, **fields) -> bool:
 
 
 def reason_to_wait(run: TrainingRun) -> str:
-    """Why a run that could not claim a slot waits, in words for its page."""
+    """Say why a run that could not claim a slot waits, in words for its page."""
     now = timezone.now()
     team = Team.objects.get(pk=run.team_id)
     if team.cooldown_until is not None and team.cooldown_until > now:
@@ -200,7 +200,7 @@ def dispatch(team_id: int) -> int:
             _note(run, _over_budget_words(budget))
             continue
         if claim(run, from_state=S.WAITING, lease=None, message="Sent from the team queue"):
-            services.enqueue_on_commit("submit_run", run.pk)
+            lifecycle.enqueue_on_commit("submit_run", run.pk)
             sent += 1
             continue
         reason = reason_to_wait(run)
@@ -226,7 +226,7 @@ def _over_budget_words(budget) -> str:
 
 
 def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimited) -> None:
-    """Scenario refused the trigger for its plan cap or a cooldown: back into the queue.
+    """Put a run back into the queue: Scenario refused its trigger for a plan cap or a cooldown.
 
     The cap becomes the team's learned limit (what runs now, probed again after
     LAUNCH_LIMIT_PROBE_SECONDS); a cooldown holds every launch of the team until it ends.
@@ -236,13 +236,13 @@ def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimite
         until = now + timedelta(seconds=max(error.cooldown, 1.0))
         Team.objects.filter(pk=run.team_id).update(cooldown_until=until)
     else:
-        probe = timedelta(seconds=services.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
+        probe = timedelta(seconds=lifecycle.setting("LAUNCH_LIMIT_PROBE_SECONDS"))
         Team.objects.filter(pk=run.team_id).update(
             learned_limit=_on_scenario(run.team_id),
             learned_limit_probe_at=now + probe,
         )
     log.info("Launch of run %s waits in the team queue: %s", run.pk, error.launch_limit)
-    services.transition(
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -256,20 +256,20 @@ def wait_for_limit(run: TrainingRun, lease: datetime, error: scenario.RateLimite
 
 
 def learn_accepted_launch(run: TrainingRun) -> None:
-    """Scenario took one more run than the learned cap: raise it to what runs now."""
+    """Raise the learned cap to what runs now when Scenario took one run more than it."""
     busy = _on_scenario(run.team_id)
     Team.objects.filter(pk=run.team_id, learned_limit__lt=busy).update(learned_limit=busy)
 
 
 def other_run_is_training(run: TrainingRun) -> bool:
-    """Whether another active run of ours holds the run's model (Scenario's "already training")."""
+    """Tell whether another active run of ours holds the run's model ("already training")."""
     others = TrainingRun.objects.filter(model_id=run.model_id, state__in=SLOT_STATES)
     return others.exclude(pk=run.pk).exists()
 
 
 def wait_for_model(run: TrainingRun, lease: datetime) -> None:
-    """Scenario refused: the model is training in another of our runs. Wait for it to end."""
-    services.transition(
+    """Wait for another of our runs to end: Scenario refused, the model is training in it."""
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -291,7 +291,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
     A new price that takes the team past its budget (counting this run at its new price) puts
     the run back in the queue with the reason; a lead's override stands.
     """
-    max_age = timedelta(seconds=services.setting("QUEUE_QUOTE_MAX_AGE_SECONDS"))
+    max_age = timedelta(seconds=lifecycle.setting("QUEUE_QUOTE_MAX_AGE_SECONDS"))
     quoted = run.quoted_at or run.created_at
     if timezone.now() - quoted <= max_age:
         return True
@@ -311,7 +311,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
         f"The quote rose from {old or 0:,g} to {fresh.cost:,g} CU since "
         f"launch: {_over_budget_words(status)}"
     )
-    services.transition(
+    lifecycle.transition(
         run,
         S.WAITING,
         expected=[S.SUBMITTING],
@@ -365,5 +365,5 @@ def move(run: TrainingRun, user, action: str, priority: int | None = None) -> st
         else:
             raise QueueRefused("Say how to move the run.")
         TrainingRun.objects.filter(pk=run.pk).update(**values)
-        services.record_event(run, f"{words} by {person(user)}", actor=user)
+        lifecycle.record_event(run, f"{words} by {person(user)}", actor=user)
     return words

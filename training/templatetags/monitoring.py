@@ -7,20 +7,11 @@ from urllib.parse import urlsplit
 from django import template
 from django.utils import timezone
 
+from training import remote
 from training.models import RunState
 
 register = template.Library()
 
-# Scenario's trainingProgress.stage, as an artist would say it.
-STAGE_WORDS = {
-    "pending": "Waiting for Scenario",
-    # Professional voice cloning "requires captcha", solved by the person in Scenario's app.
-    "pending-captcha": "Waiting for your captcha",
-    "ready-for-captcha": "Waiting for your captcha",
-    "queued-for-train": "Waiting in the queue",
-    "starting-train": "Starting up",
-    "running-train": "Training",
-}
 # The local state, when Scenario has not said more (or when it is the last word).
 STATE_WORDS = {
     RunState.DRAFT: "Preparing the launch",
@@ -34,31 +25,6 @@ STATE_WORDS = {
     RunState.CANCELED: "Canceled",
     RunState.NOT_STARTED: "Not started",
 }
-JOB_STATUS_WORDS = {
-    "queued": "Queued",
-    "warming-up": "Warming up",
-    "pending": "Pending",
-    "in-progress": "In progress",
-    "finalizing": "Finalizing",
-    "success": "Succeeded",
-    "failure": "Failed",
-    "canceled": "Canceled",
-}
-
-# A Scenario model's status, on the launch form's model cards.
-MODEL_STATUS_WORDS = {
-    "new": "Never trained",
-    "copying": "Being copied",
-    "training": "Training now",
-    "trained": "Trained",
-    "failed": "Last training failed",
-    "training-canceled": "Last training canceled",
-}
-
-
-CAPTCHA_STAGES = frozenset({"pending-captcha", "ready-for-captcha"})
-# Model statuses a run in flight is expected to show; any other is said as Scenario says it.
-IN_FLIGHT_STATUSES = frozenset({"", "training", "trained", "failed", "training-canceled"})
 
 
 @register.filter
@@ -68,10 +34,10 @@ def stage_words(run) -> str:
     A status or stage the dashboard does not know is said in Scenario's own words; a run
     whose state has not moved for a long time is said to be stalled.
     """
-    from training import services  # services imports this module
+    from training import lifecycle  # it imports this module, through notifications
 
     words = _in_flight_words(run)
-    return f"Stalled · {words}" if services.is_stalled(run) else words
+    return f"Stalled · {words}" if lifecycle.is_stalled(run) else words
 
 
 def _in_flight_words(run) -> str:
@@ -80,8 +46,8 @@ def _in_flight_words(run) -> str:
     if run.state in (RunState.QUEUED, RunState.RUNNING):
         if unknown_remote_state(run):
             return "Scenario says: " + ", ".join(unknown_remote_state(run))
-        if run.stage in STAGE_WORDS:
-            return STAGE_WORDS[run.stage]
+        if run.stage in remote.STAGES:
+            return remote.STAGES[run.stage].words
     return STATE_WORDS.get(run.state, run.state)
 
 
@@ -90,9 +56,9 @@ def unknown_remote_state(run) -> list[str]:
     own for, each as Scenario said it (a known status in its words)."""
     said = []
     status = run.remote_model_status or ""
-    if status not in IN_FLIGHT_STATUSES:
-        said.append(model_status_words(status).lower())
-    if run.stage and run.stage not in STAGE_WORDS:
+    if status not in remote.IN_FLIGHT_STATUSES:
+        said.append(remote.model_status_words(status).lower())
+    if run.stage and run.stage not in remote.STAGES:
         said.append(run.stage.replace("-", " "))
     return said
 
@@ -102,14 +68,8 @@ def state_words(state: str) -> str:
     return STATE_WORDS.get(state, state)
 
 
-@register.filter
-def job_status_words(status: str) -> str:
-    return JOB_STATUS_WORDS.get(status, (status or "").replace("-", " ").capitalize())
-
-
-@register.filter
-def model_status_words(status: str) -> str:
-    return MODEL_STATUS_WORDS.get(status, (status or "").replace("-", " ").capitalize())
+register.filter("job_status_words", remote.job_status_words)
+register.filter("model_status_words", remote.model_status_words)
 
 
 @register.filter

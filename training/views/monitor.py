@@ -1,4 +1,4 @@
-"""The pages people watch: the dashboard, a run's page with its live fragments, and cancel.
+"""Serve the pages people watch: the dashboard, a run's page with its live fragments, and cancel.
 
 Views read the database only; the worker keeps it current. The one exception is "Use this
 epoch", which asks Scenario to change the model and says so in words when it cannot.
@@ -32,7 +32,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, forecast, params, request_params, services, team_queue
+from training import (
+    access,
+    budgets,
+    forecast,
+    lifecycle,
+    params,
+    remote,
+    request_params,
+    scenario_client,
+    services,
+    team_queue,
+)
 from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
@@ -44,30 +55,16 @@ from training.models import (
     TrainingRun,
 )
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
-from training.templatetags.monitoring import (
-    CAPTCHA_STAGES,
-    duration,
-    person,
-    unknown_remote_state,
-)
+from training.templatetags.monitoring import duration, person, unknown_remote_state
 
 RECENTLY_FINISHED = 10
 BOARD_MAX_SHOWN = 1000
-CANCELABLE_STATES = frozenset(
-    {RunState.DRAFT, RunState.WAITING, RunState.SUBMITTING, RunState.QUEUED, RunState.RUNNING}
-)
-# Scenario job statuses, grouped by the stage of the timeline they belong to ("pending" comes
-# first, before "queued": it belongs to the queue, not to the start).
-JOB_STARTING = frozenset({"warming-up"})
-JOB_RUNNING = frozenset({"in-progress", "finalizing"})
-JOB_FINAL = frozenset({"success", "failure", "canceled"})
-STAGES = ("launched", "queued", "starting", "running", "finished")
 STAGE_LABELS = {
-    "launched": "Launched",
-    "queued": "Queued",
-    "starting": "Starting",
-    "running": "Training",
-    "finished": "Finished",
+    remote.LAUNCHED: "Launched",
+    remote.QUEUED: "Queued",
+    remote.STARTING: "Starting",
+    remote.TRAINING: "Training",
+    remote.FINISHED: "Finished",
 }
 FINAL_LABELS = {
     RunState.SUCCEEDED: "Finished",
@@ -81,25 +78,19 @@ FINAL_LABELS = {
 
 
 def _with_viewer(runs: QuerySet[TrainingRun], user) -> QuerySet[TrainingRun]:
-    """Read the viewer's membership of each run's team along with the run."""
+    """Read the viewer's role in each run's team along with the run (None: not in it)."""
     mine = Membership.objects.filter(user_id=user.pk, team_id=OuterRef("team_id"))
-    return runs.annotate(
-        viewer_membership_id=Subquery(mine.values("pk")[:1]),
-        viewer_role=Subquery(mine.values("role")[:1]),
-    )
+    return runs.annotate(viewer_role=Subquery(mine.values("role")[:1]))
 
 
-def _remember_membership(user, run) -> None:
-    """Hand access.can_cancel the membership the run query already read (no second query)."""
-    if getattr(run, "viewer_membership_id", None) is not None:
-        user.membership = Membership(
-            pk=run.viewer_membership_id, team_id=run.team_id, role=run.viewer_role
-        )
+def _viewer_role(run):
+    """Return the viewer's role the run query read, for access to spend no query of its own."""
+    return getattr(run, "viewer_role", access.UNREAD)
 
 
 def _may_manage(user, run) -> bool:
-    """Cancel and "Use this epoch" follow one rule: staff, the team's lead, or the author."""
-    return access.can_cancel(user, run)
+    """Tell whether the user may cancel or "Use this epoch": staff, the team's lead, the author."""
+    return access.can_cancel(user, run, role=_viewer_role(run))
 
 
 # --- Rendering fragments -------------------------------------------------------------------
@@ -140,7 +131,7 @@ def _fragment(request, template: str, context: dict) -> HttpResponse:
 
 
 def _unchanged() -> HttpResponse:
-    """Nothing changed since the client's token: no body, nothing to swap."""
+    """Answer that nothing changed since the client's token: no body, nothing to swap."""
     response = HttpResponse(status=204)
     response["HX-Reswap"] = "none"
     return response
@@ -166,7 +157,7 @@ def _parse_date(raw) -> datetime | None:
 
 
 def _remaining_ms(run, now: datetime) -> int | None:
-    """Scenario's remaining time, less what has passed since it was read."""
+    """Return Scenario's remaining time, less what has passed since it was read."""
     if run.remaining_ms is None or run.state not in (RunState.QUEUED, RunState.RUNNING):
         return None
     # updated_at is when the worker last wrote what it read (a claim for a poll does not move
@@ -177,7 +168,7 @@ def _remaining_ms(run, now: datetime) -> int | None:
 
 
 def _epoch_count(run) -> int | None:
-    """Epochs a finished run produced: its samples say, else its parameters."""
+    """Return how many epochs a finished run produced: its samples say, else its parameters."""
     if getattr(run, "newest_epoch", None) is not None:
         return run.newest_epoch + 1
     try:
@@ -201,7 +192,7 @@ def _finished_message(run) -> str:
 
 
 def _finished_event(runs, user) -> dict:
-    """What the "run-finished" client event carries: a toast line for each run, and for the
+    """Return what the "run-finished" client event carries: a toast line for each run, and for the
     viewer's own runs what a browser notification says and where its click leads."""
     mine = [
         {
@@ -218,7 +209,7 @@ def _finished_event(runs, user) -> dict:
 
 
 def _run_seconds(run) -> float | None:
-    """How long a finished run took: its training, else launch to end (canceled in the queue)."""
+    """Return how long a finished run took: its training, else launch to end."""
     if run.train_duration is not None:
         return run.train_duration
     if run.finished_at is None:
@@ -231,7 +222,7 @@ def _newest_sample() -> QuerySet[EpochSample]:
 
 
 def _count_of(model, **filters) -> Coalesce:
-    """A correlated COUNT(*) subquery: one number per run, still one query for the page."""
+    """Count rows per run in a correlated subquery: still one query for the page."""
     counted = (
         model.objects.filter(**filters).order_by().values("run").annotate(n=Count("pk")).values("n")
     )
@@ -242,7 +233,7 @@ def _count_of(model, **filters) -> Coalesce:
 
 
 def _board(user, shown: list[int] | tuple = ()) -> dict:
-    """The team's active runs and the last finished ones, in one query.
+    """Read the team's active runs and the last finished ones, in one query.
 
     `shown` are the runs the client lists as active: those that have finished since come
     back too, so the refresh can say so in a toast.
@@ -310,7 +301,7 @@ def home_board(request):
 
 @live_fragment("home")
 def runs_finished(request):
-    """The page-independent watcher: toasts for the runs that finished since `since`."""
+    """Toast the runs that finished since `since`: the watcher every page has."""
     since = request_params.moment_us(request.GET, "since") or timezone.now()
     runs = list(
         access.visible_runs(request.user)
@@ -331,7 +322,7 @@ def runs_finished(request):
 
 
 def _history(run) -> list[tuple[datetime, str]]:
-    """The job's status history, oldest first, with real dates."""
+    """Return the job's status history, oldest first, with real dates."""
     entries = []
     for entry in run.status_history or []:
         if isinstance(entry, dict):
@@ -342,51 +333,53 @@ def _history(run) -> list[tuple[datetime, str]]:
 
 
 def _current_stage(run, history) -> int:
-    """Where an unfinished run is on the timeline, from Scenario's stage or the job's."""
-    latest = history[-1][1] if history else ""
-    if run.stage == "running-train" or latest in JOB_RUNNING or run.state == RunState.RUNNING:
-        return 3
-    if run.stage == "starting-train" or latest in JOB_STARTING:
-        return 2
+    """Return where an unfinished run is on the timeline, from Scenario's stage or the job's."""
+    seen = {remote.stage_step(run.stage), remote.job_step(history[-1][1] if history else "")}
+    if remote.TRAINING in seen or run.state == RunState.RUNNING:
+        return remote.TIMELINE.index(remote.TRAINING)
+    if remote.STARTING in seen:
+        return remote.TIMELINE.index(remote.STARTING)
     if run.state in (RunState.DRAFT, RunState.SUBMITTING) and not run.job_id:
-        return 0
-    return 1
+        return remote.TIMELINE.index(remote.LAUNCHED)
+    return remote.TIMELINE.index(remote.QUEUED)
 
 
 def ended_at(run, history) -> datetime | None:
-    """When the run ended, by Scenario's clock: the job's final status, else its stats.
+    """Return when the run ended, by Scenario's clock: the job's final status, else its stats.
 
     The Stages card, the Job status card and the timing all show this one time; when the
     dashboard noticed (finished_at) stands in only when Scenario gave no date.
     """
     if run.state not in FINAL_STATES:
         return None
-    final = next((at for at, status in reversed(history) if status in JOB_FINAL), None)
+    ends = remote.job_statuses_at(remote.FINISHED)
+    final = next((at for at, status in reversed(history) if status in ends), None)
     return final or run.train_ended_at or run.finished_at
 
 
 def _timeline(run, history) -> list[dict]:
-    """Launched → queued → starting → training → finished, with the time of each step seen."""
+    """Build the timeline (launched → queued → starting → training → finished), with times seen."""
     if run.state == RunState.NOT_STARTED:
         return _refused_timeline(run)
 
-    def first(statuses):
-        return next((at for at, status in history if status in statuses), None)
+    def first(step):
+        return next((at for at, status in history if remote.job_step(status) == step), None)
 
     times = {
-        "launched": run.created_at,
-        "queued": first({"queued"}) or run.submitted_at,
-        "starting": first(JOB_STARTING),
-        "running": first(JOB_RUNNING) or run.train_started_at,
-        "finished": ended_at(run, history),
+        remote.LAUNCHED: run.created_at,
+        remote.QUEUED: first(remote.QUEUED) or run.submitted_at,
+        remote.STARTING: first(remote.STARTING),
+        remote.TRAINING: first(remote.TRAINING) or run.train_started_at,
+        remote.FINISHED: ended_at(run, history),
     }
     final = run.state in FINAL_STATES
-    current = len(STAGES) - 1 if final else _current_stage(run, history)
+    current = len(remote.TIMELINE) - 1 if final else _current_stage(run, history)
     steps = []
-    for index, key in enumerate(STAGES):
-        label = FINAL_LABELS.get(run.state, STAGE_LABELS[key]) if key == "finished" else None
+    for index, key in enumerate(remote.TIMELINE):
+        label = FINAL_LABELS.get(run.state) if key == remote.FINISHED else None
         if final:
-            status = "done" if times[key] or key in ("launched", "finished") else "skipped"
+            ends = (remote.LAUNCHED, remote.FINISHED)
+            status = "done" if times[key] or key in ends else "skipped"
         else:
             status = "done" if index < current else "current" if index == current else "todo"
         steps.append(
@@ -407,7 +400,7 @@ def _refused_timeline(run) -> list[dict]:
     """
     steps = [
         {"key": key, "label": STAGE_LABELS[key], "at": None, "status": "unreached"}
-        for key in STAGES
+        for key in remote.TIMELINE
     ]
     steps[0].update(at=run.created_at, status="attempted")
     steps[-1].update(label=FINAL_LABELS[run.state], at=run.finished_at, status="refused")
@@ -421,7 +414,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "run": run,
         "who": person(run.created_by),
         "final": run.state in FINAL_STATES,
-        "may_cancel": run.state in CANCELABLE_STATES and _may_manage(user, run),
+        "may_cancel": run.state in lifecycle.CANCELABLE_STATES and _may_manage(user, run),
         "timeline": _timeline(run, history),
         "history": history,
         "ended_at": ended_at(run, history),
@@ -430,18 +423,19 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "live_token": str(_us(run.updated_at)),
         "sample_count": sample_count,
         "event_count": event_count,
-        "captcha": run.state in (RunState.QUEUED, RunState.RUNNING) and run.stage in CAPTCHA_STAGES,
+        "captcha": run.state in (RunState.QUEUED, RunState.RUNNING)
+        and run.stage in remote.CAPTCHA_STAGES,
         "unknown_state": unknown_remote_state(run)
         if run.state in (RunState.QUEUED, RunState.RUNNING)
         else [],
-        "stalled": services.is_stalled(run, now),
-        "may_settle": access.may_settle(user, run),
+        "stalled": lifecycle.is_stalled(run, now),
+        "may_settle": access.may_settle(user, run, role=_viewer_role(run)),
         **_queue_context(run),
     }
 
 
 def _queue_context(run) -> dict:
-    """The team queue as the run page shows it: why it waits, who is ahead, when it is done."""
+    """Describe the team queue as the run page shows it: why it waits, who is ahead, when done."""
     waiting = run.state == RunState.WAITING
     return {
         "waiting": waiting,
@@ -454,7 +448,7 @@ def _queue_context(run) -> dict:
 
 
 def _left_team_queue():
-    """When the run left the team queue for Scenario, if it ever waited there."""
+    """Read when the run left the team queue for Scenario, if it ever waited there."""
     left = RunEvent.objects.filter(run=OuterRef("pk"), from_state=RunState.WAITING).exclude(
         to_state=RunState.WAITING
     )
@@ -462,7 +456,7 @@ def _left_team_queue():
 
 
 def _live_run(user, pk) -> TrainingRun:
-    """The run with everything its live panel shows, in one query; 404 when not visible."""
+    """Read the run with everything its live panel shows, in one query; 404 when not visible."""
     runs = _with_viewer(access.visible_runs(user), user).select_related("model", "created_by")
     runs = runs.annotate(
         sample_count=_count_of(EpochSample, run=OuterRef("pk")),
@@ -473,7 +467,6 @@ def _live_run(user, pk) -> TrainingRun:
         run = runs.get(pk=pk)
     except TrainingRun.DoesNotExist:
         raise Http404("No such run") from None
-    _remember_membership(user, run)
     return run
 
 
@@ -524,7 +517,7 @@ class TrailEntry:
 
 
 def _sample_grid(samples: list[EpochSample], parameters: dict, listed=()) -> dict:
-    """Samples as rows of epochs and columns of prompts; a missing image is None.
+    """Lay samples out as rows of epochs and columns of prompts; a missing image is None.
 
     `listed` are the epoch names Scenario listed: an epoch without sample images (a run
     without sample prompts) still has its row, so it can still be picked.
@@ -552,14 +545,14 @@ def _sample_grid(samples: list[EpochSample], parameters: dict, listed=()) -> dic
 
 
 def _later_runs():
-    """Later runs of the same model that trained (a refused launch trained nothing)."""
+    """Select later runs of the same model that trained (a refused launch trained nothing)."""
     return TrainingRun.objects.filter(model_id=OuterRef("model_id"), pk__gt=OuterRef("pk")).exclude(
         state=RunState.NOT_STARTED
     )
 
 
 def _latest_of_its_model():
-    """True when no later run of the same model exists: the model's epochs are this run's.
+    """Tell whether no later run of the same model exists: the model's epochs are this run's.
 
     A later launch Scenario refused trained nothing, so it takes no epochs away.
     """
@@ -567,7 +560,7 @@ def _latest_of_its_model():
 
 
 def _newest_of_its_model():
-    """The pk of the model's newest run when it is not this one: where its epochs went."""
+    """Return the pk of the model's newest run when it is not this one: where its epochs went."""
     return Subquery(_later_runs().order_by("-pk").values("pk")[:1])
 
 
@@ -594,7 +587,7 @@ def _run_and_rows(
     *,
     with_chooser: bool = False,
 ):
-    """A run and its rows of one relation in one query (a LEFT JOIN), or 404.
+    """Read a run and its rows of one relation in one query (a LEFT JOIN), or 404.
 
     Rows come back as dicts of the relation's fields; a run without any gives [].
     `with_chooser` also reads the name of who chose the run's epoch (one more join).
@@ -608,7 +601,6 @@ def _run_and_rows(
             *RUN_FIELDS,
             "latest_of_model",
             "newest_run_id",
-            "viewer_membership_id",
             "viewer_role",
             *chooser,
             *joined,
@@ -619,12 +611,11 @@ def _run_and_rows(
         raise Http404("No such run")
     first = values[0]
     run = TrainingRun(**{field: first[field] for field in RUN_FIELDS})
-    run.viewer_membership_id, run.viewer_role = first["viewer_membership_id"], first["viewer_role"]
+    run.viewer_role = first["viewer_role"]
     run.latest_of_model, run.newest_run_id = first["latest_of_model"], first["newest_run_id"]
     if chooser and run.selected_epoch_by_id is not None:
         names = {field: first[f"selected_epoch_by__{field}"] for field in CHOOSER_FIELDS}
         run.selected_epoch_by = get_user_model()(pk=run.selected_epoch_by_id, **names)
-    _remember_membership(user, run)
     rows = [
         {field: row[f"{relation}__{field}"] for field in fields}
         for row in values
@@ -634,7 +625,7 @@ def _run_and_rows(
 
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
-    """The grid, with the epoch chosen for the model (read with the run, no query here)."""
+    """Build the grid, with the epoch chosen for the model (read with the run, no query here)."""
     grid = _sample_grid(samples, run.parameters, run.epoch_names)
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
@@ -654,7 +645,7 @@ def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
 
 
 def _epoch_in_use(run, epoch_rows: list[dict]) -> str:
-    """The epoch Scenario generates with: the one chosen, else the last one (its default).
+    """Return the epoch Scenario generates with: the one chosen, else the last (its default).
 
     Only a finished training's epochs, and only while no later training replaced them.
     """
@@ -664,8 +655,8 @@ def _epoch_in_use(run, epoch_rows: list[dict]) -> str:
 
 
 def _may_use_epoch(user, run) -> bool:
-    """Only the model's newest training owns its epochs: an older run's names would now
-    point at the newer training's epochs."""
+    """Tell whether the user may pick an epoch: only the model's newest training owns its
+    epochs (an older run's names would now point at the newer training's epochs)."""
     return run.state == RunState.SUCCEEDED and run.latest_of_model and _may_manage(user, run)
 
 
@@ -684,7 +675,7 @@ def run_samples(request, pk):
 
 
 def _trail_entries(rows: list[dict]) -> list[TrailEntry]:
-    """Rows of RunEvent (TRAIL_FIELDS) as lines of the audit trail, naming who asked."""
+    """Turn rows of RunEvent (TRAIL_FIELDS) into lines of the audit trail, naming who asked."""
     entries = []
     for row in rows:
         name = f"{row['actor__first_name'] or ''} {row['actor__last_name'] or ''}".strip()
@@ -722,7 +713,7 @@ def run_trail(request, pk):
 
 
 def _parameter_rows(run) -> list[dict]:
-    """The run's parameters in the form's words, each marked when it differs from the default.
+    """List the run's parameters in the form's words, marked when they differ from the default.
 
     Beside what was sent, what Scenario says the training uses (model.parameters), once it
     has said: a value it reports differently, or one it filled in unasked, is marked.
@@ -836,7 +827,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
     Nothing is stored unless Scenario accepted the change.
     """
     try:
-        services.scenario_client().set_epoch(run.model.remote_id, epoch)
+        scenario_client.get().set_epoch(run.model.remote_id, epoch)
     except (OutcomeUnknown, ResponseShapeError) as error:
         # The change may have happened: setting the same epoch again is harmless.
         reason = (error.message or "no answer").rstrip(".")
@@ -849,7 +840,7 @@ def _set_epoch(run, epoch: str, user) -> tuple[bool, str]:
 
 
 def _epoch_number(run, epoch: str) -> int | None:
-    """The 1-based number of one of the run's epochs: listed by Scenario, or seen in a sample."""
+    """Return the 1-based number of one of the run's epochs: listed by Scenario, or in a sample."""
     listed = run.epoch_names if isinstance(run.epoch_names, list) else []
     if epoch and epoch in listed:
         return listed.index(epoch) + 1
@@ -860,7 +851,7 @@ def _epoch_number(run, epoch: str) -> int | None:
 @login_required
 @require_POST
 def run_settle(request, pk):
-    """A lead ends a stalled run by hand (services writes the audit trail)."""
+    """Let a lead end a stalled run by hand (services writes the audit trail)."""
     run = access.get_run_for_user(request.user, pk)
     if not access.may_settle(request.user, run):
         raise PermissionDenied("Only the team's lead may settle a stalled run.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from training import services
+from training import access
 from training.models import Role
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", help="set this password (a new user gets none)")
 
     def handle(self, *args, team, username, role, password, **options):
-        membership = services.add_member(team, username, role, password)
+        membership = access.add_member(team, username, role, password)
         self.stdout.write(
             f"{membership.user.username} is now {membership.get_role_display().lower()} "
             f"of {membership.team.name}"

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training import access, params, scenario, services
+from training import access, launch_request, scenario, services
 from training.management.commands.cancel import user_named
 from training.models import ScenarioModel
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         model = trainable_model(user, model_id)
         sent = checked_parameters(model, parse_params(params))
         try:
-            quote = scenario.ScenarioClient.from_settings().quote(model.remote_id, sent)
+            cost, discount = launch_request.price(model, sent)
         except scenario.DryRunLaunched as launched:
             # A training started: record it, never launch a second one.
             run = services.record_unasked_launch(
@@ -50,17 +50,17 @@ class Command(BaseCommand):
             if dry_run:
                 raise CommandError(f"Scenario could not quote this training: {error}") from error
             self.stderr.write(f"No quote ({error}); launching without one")
-            quote = None
+            cost = discount = None
         if dry_run:
-            self.stdout.write(f"Quote: {quote.cost:g} CU (discount {quote.discount:g} CU)")
+            self.stdout.write(f"Quote: {cost:g} CU (discount {discount:g} CU)")
             return
         try:
             run = services.launch_run(
                 user=user,
                 model=model,
                 parameters=sent,
-                quote_cost=quote.cost if quote else None,
-                quote_discount=quote.discount if quote else None,
+                quote_cost=cost,
+                quote_discount=discount,
             )
         except services.LaunchRefused as refused:
             raise CommandError(refused.message) from None
@@ -103,11 +103,9 @@ def _value(text: str) -> object:
 
 
 def checked_parameters(model: ScenarioModel, raw: dict) -> dict:
-    """What would be sent to Scenario, or a CommandError listing every problem."""
-    images = model.training_images_number
-    known_assets = [image["id"] for image in model.training_images if image.get("id")] or None
-    clean, errors = params.validate(model.type, raw, images, known_assets=known_assets)
+    """Return what would be sent to Scenario, or raise a CommandError listing every problem."""
+    clean, errors = launch_request.validate(model, raw)
     if errors:
         lines = [f"  {name}: {message}" for name, message in errors.items()]
         raise CommandError("These parameters cannot be used:\n" + "\n".join(lines))
-    return params.request_parameters(model.type, clean, images)
+    return launch_request.request_parameters(model, clean)
