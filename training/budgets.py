@@ -26,6 +26,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from training.access import membership_of
+from training.display import cu_amount, person
 from training.models import Role, RunState, Team, TrainingRun
 
 # Past this share of the budget the bar turns amber.
@@ -140,10 +141,6 @@ def status_for_user(user, now: dt.datetime | None = None) -> BudgetStatus | None
     return status_for(membership.team if membership else None, now)
 
 
-def _cu(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
 def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> str | None:
     """Why launching a run with this quote would break the team's budget, or None if it fits.
 
@@ -158,16 +155,16 @@ def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> st
         if spent < budget:
             return None
         return (
-            f"{team.name} has used {_cu(spent)} of its {_cu(budget)} CU budget this month. "
-            "A team lead can override."
+            f"{team.name} has used {cu_amount(spent)} of its {cu_amount(budget)} CU budget "
+            "this month. A team lead can override."
         )
     if spent + quote <= budget:
         return None
     left = max(budget - spent, 0)
     return (
-        f"This run's quote of {_cu(quote)} CU would take {team.name} over its monthly budget: "
-        f"{_cu(spent)} of {_cu(budget)} CU are spent or committed this month, "
-        f"{_cu(left)} CU left. A team lead can override."
+        f"This run's quote of {cu_amount(quote)} CU would take {team.name} over its monthly "
+        f"budget: {cu_amount(spent)} of {cu_amount(budget)} CU are spent or committed this month, "
+        f"{cu_amount(left)} CU left. A team lead can override."
     )
 
 
@@ -187,8 +184,8 @@ def overrun_message(status: BudgetStatus | None, quote: float | None) -> str:
     if not over:
         return ""
     return (
-        f"This run would take {status.team.name} {_cu(over)} CU over its "
-        f"{_cu(status.budget)} CU monthly budget."
+        f"This run would take {status.team.name} {cu_amount(over)} CU over its "
+        f"{cu_amount(status.budget)} CU monthly budget."
     )
 
 
@@ -203,9 +200,9 @@ def can_override(user, team: Team) -> bool:
 def override_note(user, team: Team, quote: float | None, now: dt.datetime | None = None) -> str:
     """The audit line written when someone launches past the budget."""
     status = status_for(team, now)
-    who = user.get_full_name() or user.get_username()
-    quote_text = f"{_cu(quote)} CU" if quote is not None else "an unknown cost"
+    quote_text = f"{cu_amount(quote)} CU" if quote is not None else "an unknown cost"
     return (
-        f"Budget override by {who}: launched for {quote_text} with {_cu(status.spent)} of "
-        f"{_cu(status.budget or 0)} CU already spent or committed this month."
+        f"Budget override by {person(user)}: launched for {quote_text} with "
+        f"{cu_amount(status.spent)} of {cu_amount(status.budget or 0)} CU already spent or "
+        "committed this month."
     )

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from training.display import about_minutes
 from training.models import RunState, ScenarioModel, Team, TrainingRun
 
 HISTORY_RUNS = 50
@@ -59,13 +60,10 @@ class Forecast:
         likely, most = (timezone.localtime(self.finish(s)) for s in ("p50", "p90"))
         return (
             f"Likely done by {likely:%H:%M}; 9 in 10 by {most:%H:%M} "
-            f"(wait about {_minutes(self.wait[0])}, training about {_minutes(self.train[0])}; "
+            f"(wait about {about_minutes(self.wait[0])}, "
+            f"training about {about_minutes(self.train[0])}; "
             f"from {self.runs} finished runs like it)"
         )
-
-
-def _minutes(seconds: float) -> str:
-    return f"{max(round(seconds / 60), 1)} min"
 
 
 def similar_runs(team: Team, model_type: str, images: int):
@@ -149,6 +147,6 @@ def error_words(run: TrainingRun) -> str:
     within = run.forecast_finish_p90 is not None and run.finished_at <= run.forecast_finish_p90
     side = "after" if late > 0 else "before"
     return (
-        f"done {_minutes(abs(late))} {side} the likely time"
+        f"done {about_minutes(abs(late))} {side} the likely time"
         f"{', within the 9 in 10 time' if within else ', past the 9 in 10 time'}"
     )

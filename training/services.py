@@ -43,6 +43,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from training import access, budgets, forecast, notifications, params, scenario
+from training.display import person
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -56,7 +57,6 @@ from training.models import (
     Team,
     TrainingRun,
 )
-from training.templatetags.monitoring import person
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
 from training import budgets, scenario, services
+from training.display import cu_amount, person
 from training.models import EventSource, RunState, Team, TrainingRun
-from training.templatetags.monitoring import person
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,9 @@ def _note(run: TrainingRun, reason: str) -> None:
 
 def _over_budget_words(budget) -> str:
     return (
-        f"Waiting: {budget.team.name} has {budget.spent:,.0f} of its {budget.budget:,} CU "
-        "budget spent or committed this month, so this run would go over it"
+        f"Waiting: {budget.team.name} has {cu_amount(budget.spent)} of its "
+        f"{cu_amount(budget.budget)} CU budget spent or committed this month, "
+        "so this run would go over it"
     )
 
 
@@ -308,7 +309,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
     if run.budget_override or not status.limited or status.spent <= status.budget:
         return True
     reason = (
-        f"The quote rose from {old or 0:,g} to {fresh.cost:,g} CU since "
+        f"The quote rose from {cu_amount(old or 0)} to {cu_amount(fresh.cost)} CU since "
         f"launch: {_over_budget_words(status)}"
     )
     services.transition(

@@ -32,7 +32,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
-from training import access, budgets, forecast, params, request_params, services, team_queue
+from training import (
+    access,
+    budgets,
+    display,
+    forecast,
+    params,
+    request_params,
+    services,
+    team_queue,
+)
 from training.fragments import page_or_fragment
 from training.models import (
     ACTIVE_STATES,
@@ -46,8 +55,6 @@ from training.models import (
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
 from training.templatetags.monitoring import (
     CAPTCHA_STAGES,
-    duration,
-    person,
     unknown_remote_state,
 )
 
@@ -209,21 +216,12 @@ def _finished_event(runs, user) -> dict:
             "url": reverse("run_detail", args=[run.pk]),
             "model": run.model.name or run.model.remote_id,
             "outcome": FINAL_LABELS.get(run.state, run.state),
-            "duration": duration(_run_seconds(run)),
+            "duration": display.duration(display.took_seconds(run)),
         }
         for run in runs
         if run.created_by_id == user.pk
     ]
     return {"messages": [_finished_message(run) for run in runs], "runs": mine}
-
-
-def _run_seconds(run) -> float | None:
-    """How long a finished run took: its training, else launch to end (canceled in the queue)."""
-    if run.train_duration is not None:
-        return run.train_duration
-    if run.finished_at is None:
-        return None
-    return (run.finished_at - run.created_at).total_seconds()
 
 
 def _newest_sample() -> QuerySet[EpochSample]:
@@ -419,7 +417,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
     history = _history(run)
     return {
         "run": run,
-        "who": person(run.created_by),
+        "who": display.person(run.created_by),
         "final": run.state in FINAL_STATES,
         "may_cancel": run.state in CANCELABLE_STATES and _may_manage(user, run),
         "timeline": _timeline(run, history),
@@ -639,7 +637,9 @@ def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
         row["in_use"] = row["epoch"] == in_use
-    chosen_by = person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
+    chosen_by = (
+        display.person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
+    )
     return {
         "run": run,
         "final": run.state in FINAL_STATES,
@@ -684,11 +684,13 @@ def run_samples(request, pk):
 
 
 def _trail_entries(rows: list[dict]) -> list[TrailEntry]:
-    """Rows of RunEvent (TRAIL_FIELDS) as lines of the audit trail, naming who asked."""
+    """Turn rows of RunEvent (TRAIL_FIELDS) into lines of the audit trail, naming who asked."""
     entries = []
     for row in rows:
-        name = f"{row['actor__first_name'] or ''} {row['actor__last_name'] or ''}".strip()
-        who = name or row["actor__username"] or SOURCE_NAMES.get(row["source"], "System")
+        name = display.name_of(
+            row["actor__first_name"], row["actor__last_name"], row["actor__username"]
+        )
+        who = name or SOURCE_NAMES.get(row["source"], "System")
         entries.append(
             TrailEntry(
                 row["at"], row["from_state"], row["to_state"], row["source"], who, row["message"]
@@ -746,14 +748,14 @@ def _parameter_rows(run) -> list[dict]:
                 "name": name,
                 "label": field.label if (field := fields.get(name)) else name,
                 "sent": name in sent,
-                "value": params.display_value(shown[name]) if name in sent else "",
-                "default": params.display_value(defaults[name])
+                "value": display.parameter_value(shown[name]) if name in sent else "",
+                "default": display.parameter_value(defaults[name])
                 if known and name in defaults
                 else "",
                 "changed": name in sent
                 and known
                 and (name not in defaults or defaults[name] != value),
-                "remote": params.display_value(shown_remote[name])
+                "remote": display.parameter_value(shown_remote[name])
                 if remote is not None and name in remote
                 else "",
                 "differs": remote is not None
