@@ -237,12 +237,21 @@ def test_it_says_a_parameter_value_one_way(value, words):
 # --- moments and links ----------------------------------------------------------------------
 
 
+WHEN = dt.datetime(2025, 1, 13, 13, 5, 59, tzinfo=dt.UTC)
+
+
 def test_it_says_a_moment_in_the_dashboards_time_zone(settings):
     settings.TIME_ZONE = "Europe/Paris"
-    timezone.deactivate()
-    moment = dt.datetime(2025, 1, 13, 13, 5, 59, tzinfo=dt.UTC)
-    assert display.moment(moment) == "2025-01-13 14:05"
+    assert display.moment(WHEN) == "2025-01-13 14:05"
+    assert display.moment(WHEN, seconds=True) == "2025-01-13 14:05:59"
     assert display.moment(None) == "—"
+
+
+def test_it_says_a_time_of_day(settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    assert display.clock(WHEN) == "14:05:59"
+    assert display.clock(WHEN, seconds=False) == "14:05"
+    assert display.clock(None) == "—"
 
 
 @pytest.mark.parametrize(
@@ -266,7 +275,8 @@ def test_the_template_filters_say_what_display_says(db):
     user = get_user_model()(username="alice", first_name="Alice")
     page = Template(
         "{% load display %}{{ s|duration }}|{{ ms|remaining }}|{{ c|cu }}|{{ c|cu_amount }}|"
-        "{{ u|person }}|{{ v|parameter_value }}|{{ when|moment }}"
+        "{{ u|person }}|{{ url|web_url }}|{{ when|moment }}|{{ when|moment:'seconds' }}|"
+        "{{ when|clock }}|{{ when|clock:'minutes' }}"
     ).render(
         Context(
             {
@@ -274,10 +284,16 @@ def test_the_template_filters_say_what_display_says(db):
                 "ms": 720_000,
                 "c": 12.25,
                 "u": user,
-                "v": True,
-                "when": dt.datetime(2025, 1, 13, 13, 5, tzinfo=dt.UTC),
+                "url": "javascript:alert(1)",
+                "when": WHEN,
             }
         )
     )
-    when = display.moment(dt.datetime(2025, 1, 13, 13, 5, tzinfo=dt.UTC))
-    assert page == f"1 d 1 h|12 min|12.25 CU|12.25|Alice|Yes|{when}"
+    assert page == "1 d 1 h|12 min|12.25 CU|12.25|Alice||" + "|".join(
+        [
+            display.moment(WHEN),
+            display.moment(WHEN, seconds=True),
+            display.clock(WHEN),
+            display.clock(WHEN, seconds=False),
+        ]
+    )

@@ -160,11 +160,22 @@ def parameter_value(value: object) -> str:
 # --- moments --------------------------------------------------------------------------------
 
 
-def moment(value) -> str:
-    """Say when something happened, in the dashboard's time zone: "2025-01-13 14:05"."""
+def moment(value, *, seconds: bool = False) -> str:
+    """Say when something happened, in the dashboard's time zone: "2025-01-13 14:05".
+
+    `seconds` adds them ("2025-01-13 14:05:59") where events follow each other closely: a
+    run's trail, its start and end, deliveries. Unknown → "—".
+    """
     if not value:
         return NOTHING
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def clock(value, *, seconds: bool = True) -> str:
+    """Say the time of day of a moment, for steps within a day: "14:05:59" ("14:05")."""
+    if not value:
+        return NOTHING
+    return timezone.localtime(value).strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
 # --- links ----------------------------------------------------------------------------------

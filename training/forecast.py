@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from training.display import about_minutes
+from training.display import about_minutes, clock
 from training.models import RunState, ScenarioModel, Team, TrainingRun
 
 HISTORY_RUNS = 50
@@ -57,9 +57,9 @@ class Forecast:
                 f"{'' if self.runs == 1 else 's'} like this one, "
                 f"{settings.FORECAST_MIN_RUNS} are needed."
             )
-        likely, most = (timezone.localtime(self.finish(s)) for s in ("p50", "p90"))
+        likely, most = (clock(self.finish(s), seconds=False) for s in ("p50", "p90"))
         return (
-            f"Likely done by {likely:%H:%M}; 9 in 10 by {most:%H:%M} "
+            f"Likely done by {likely}; 9 in 10 by {most} "
             f"(wait about {about_minutes(self.wait[0])}, "
             f"training about {about_minutes(self.train[0])}; "
             f"from {self.runs} finished runs like it)"

@@ -20,7 +20,7 @@ from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
 from training import budgets, scenario, services
-from training.display import cu_amount, person
+from training.display import clock, cu_amount, person
 from training.models import EventSource, RunState, Team, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,7 @@ def reason_to_wait(run: TrainingRun) -> str:
     now = timezone.now()
     team = Team.objects.get(pk=run.team_id)
     if team.cooldown_until is not None and team.cooldown_until > now:
-        until = timezone.localtime(team.cooldown_until)
-        return f"Scenario asked for a pause between launches until {until:%H:%M:%S}"
+        return f"Scenario asked for a pause between launches until {clock(team.cooldown_until)}"
     others = TrainingRun.objects.filter(model_id=run.model_id, state__in=SLOT_STATES)
     if others.exclude(pk=run.pk).exists():
         return f"Waiting for {run.model} to finish its current training"

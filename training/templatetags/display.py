@@ -13,6 +13,16 @@ register.filter("remaining", show.remaining)
 register.filter("cu", show.cu)
 register.filter("cu_amount", show.cu_amount)
 register.filter("person", show.person)
-register.filter("moment", show.moment)
-register.filter("parameter_value", show.parameter_value)
 register.filter("web_url", show.web_url)
+
+
+@register.filter
+def moment(value, precision: str = "minutes") -> str:
+    """Say a moment as display.moment does; `|moment:"seconds"` adds the seconds."""
+    return show.moment(value, seconds=precision == "seconds")
+
+
+@register.filter
+def clock(value, precision: str = "seconds") -> str:
+    """Say a time of day as display.clock does; `|clock:"minutes"` leaves the seconds out."""
+    return show.clock(value, seconds=precision == "seconds")
