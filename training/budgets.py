@@ -35,7 +35,7 @@ UNBILLED_FREE_STATES = (RunState.FAILED, RunState.CANCELED, RunState.NOT_STARTED
 
 
 def month_bounds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
-    """The start of this month and of the next, in the dashboard's time zone."""
+    """Return the start of this month and of the next, in the dashboard's time zone."""
     local = timezone.localtime(now or timezone.now())
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     next_month = (start + dt.timedelta(days=32)).replace(day=1)
@@ -65,14 +65,14 @@ class BudgetStatus:
 
     @property
     def share(self) -> float:
-        """Spent ÷ budget (0 when unlimited); may exceed 1."""
+        """Return spent ÷ budget (0 when unlimited); may exceed 1."""
         if not self.budget:
             return 0.0 if self.budget is None else (1.0 if self.spent > 0 else 0.0)
         return self.spent / self.budget
 
     @property
     def percent(self) -> float:
-        """The bar's width, capped at 100."""
+        """Return the bar's width in percent, capped at 100."""
         return round(min(self.share, 1.0) * 100, 1)
 
     @property
@@ -108,7 +108,7 @@ def _spend_by_team(team_ids: Iterable[int], now: dt.datetime | None) -> dict[int
 
 
 def statuses_for(teams: Iterable[Team], now: dt.datetime | None = None) -> list[BudgetStatus]:
-    """Budget status of several teams in one query."""
+    """Read the budget status of several teams in one query."""
     teams = list(teams)
     spend = _spend_by_team([t.pk for t in teams], now)
     start, _ = month_bounds(now)
@@ -129,20 +129,20 @@ def statuses_for(teams: Iterable[Team], now: dt.datetime | None = None) -> list[
 
 
 def status_for(team: Team | None, now: dt.datetime | None = None) -> BudgetStatus | None:
-    """The team's budget this month, for the budget bar; None without a team."""
+    """Read the team's budget this month, for the budget bar; None without a team."""
     if team is None:
         return None
     return statuses_for([team], now)[0]
 
 
 def status_for_user(user, now: dt.datetime | None = None) -> BudgetStatus | None:
-    """The budget of the user's own team, or None for people in no team (such as staff)."""
+    """Read the budget of the user's own team; None for people in no team (such as staff)."""
     membership = membership_of(user)
     return status_for(membership.team if membership else None, now)
 
 
 def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> str | None:
-    """Why launching a run with this quote would break the team's budget, or None if it fits.
+    """Say why launching a run at this quote would break the team's budget; None if it fits.
 
     Without a quote nothing can be compared, so only a team already at or over its budget is
     refused.
@@ -169,7 +169,7 @@ def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> st
 
 
 def overrun(status: BudgetStatus | None, quote: float | None) -> float:
-    """How many CU past its budget the team would be after a run at this quote (0 if it fits).
+    """Return how many CU past its budget a run at this quote takes the team (0 if it fits).
 
     The same rule as check(): spent + quote over the budget.
     """
@@ -179,7 +179,7 @@ def overrun(status: BudgetStatus | None, quote: float | None) -> float:
 
 
 def overrun_message(status: BudgetStatus | None, quote: float | None) -> str:
-    """What the form says next to a quote that would break the budget, or ""."""
+    """Say, next to a quote on the form, that it would break the budget; "" if it fits."""
     over = overrun(status, quote)
     if not over:
         return ""
@@ -190,7 +190,7 @@ def overrun_message(status: BudgetStatus | None, quote: float | None) -> str:
 
 
 def can_override(user, team: Team) -> bool:
-    """The team's lead (and staff, who set budgets) may launch past the budget; artists not."""
+    """Tell whether the user may launch past the budget: the team's lead and staff, not artists."""
     if user.is_staff:
         return True
     membership = membership_of(user)
@@ -198,7 +198,7 @@ def can_override(user, team: Team) -> bool:
 
 
 def override_note(user, team: Team, quote: float | None, now: dt.datetime | None = None) -> str:
-    """The audit line written when someone launches past the budget."""
+    """Write the audit line of someone launching past the budget."""
     status = status_for(team, now)
     quote_text = f"{cu_amount(quote)} CU" if quote is not None else "an unknown cost"
     return (

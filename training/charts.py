@@ -91,7 +91,7 @@ def _scale(ticks: list[float]):
 
 
 def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDTH) -> Chart | None:
-    """Bars per week, one coloured segment per artist or type; drawn wide by default."""
+    """Draw bars per week, one coloured segment per artist or type; wide by default."""
     if not series.weeks:
         return None
     totals = [sum(series.values[k][i] for k in series.keys) for i in range(len(series.weeks))]
@@ -133,7 +133,7 @@ def _colours(keys: list[str]) -> dict[str, str]:
 
 
 def duration_spread(points: list[dict]) -> Chart | None:
-    """Queue time against train time, one dot per run, coloured by outcome."""
+    """Plot queue time against train time, one dot per run, coloured by outcome."""
     if not points:
         return None
     queue_ticks = nice_ticks(max(p["queue_duration"] for p in points) / 60)
@@ -174,7 +174,7 @@ def duration_spread(points: list[dict]) -> Chart | None:
 
 
 def success_over_time(points: list[RatePoint]) -> Chart | None:
-    """Weekly success rate as a line; weeks without an outcome leave a gap."""
+    """Draw the weekly success rate as a line; weeks without an outcome leave a gap."""
     rated = [p for p in points if p.rate is not None]
     if not rated:
         return None

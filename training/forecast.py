@@ -24,7 +24,7 @@ HISTORY_RUNS = 50
 
 
 def percentile(values: list[float], share: float) -> float:
-    """The nearest-rank percentile of the values (share 0.5 is the median)."""
+    """Return the nearest-rank percentile of the values (share 0.5 is the median)."""
     ordered = sorted(values)
     rank = max(math.ceil(share * len(ordered)), 1)
     return ordered[rank - 1]
@@ -50,7 +50,7 @@ class Forecast:
 
     @property
     def words(self) -> str:
-        """ "likely done by 16:40; 9 in 10 by 17:05", or why there is no forecast."""
+        """Say the forecast ("Likely done by 16:40; 9 in 10 by 17:05 …"), or why there is none."""
         if self.thin:
             return (
                 f"No forecast yet: the team has {self.runs} finished run"
@@ -67,7 +67,7 @@ class Forecast:
 
 
 def similar_runs(team: Team, model_type: str, images: int):
-    """The team's successful runs of this model type with about as many images."""
+    """Find the team's successful runs of this model type with about as many images."""
     runs = TrainingRun.objects.filter(
         team=team,
         model_type=model_type,
@@ -84,7 +84,7 @@ def similar_runs(team: Team, model_type: str, images: int):
 
 
 def for_launch(team: Team, model: ScenarioModel, now: datetime | None = None) -> Forecast:
-    """The forecast for a run of this model launched now, behind the team's waiting runs."""
+    """Forecast a run of this model launched now, behind the team's waiting runs."""
     from training import team_queue
 
     now = now or timezone.now()
@@ -100,7 +100,7 @@ def for_launch(team: Team, model: ScenarioModel, now: datetime | None = None) ->
 
 
 def for_waiting(run: TrainingRun, now: datetime | None = None) -> Forecast:
-    """The forecast for a run waiting in the team queue, from where it stands now."""
+    """Forecast a run waiting in the team queue, from where it stands now."""
     from training import team_queue
 
     durations = list(
@@ -131,7 +131,7 @@ def _forecast(team: Team, durations: list, ahead: int, now: datetime) -> Forecas
 
 
 def fields_at_launch(team: Team, model: ScenarioModel) -> dict:
-    """What a new run stores of its forecast, to be compared with what happened."""
+    """Return what a new run stores of its forecast, to be compared with what happened."""
     forecast = for_launch(team, model)
     return {
         "forecast_finish_p50": forecast.finish("p50"),
@@ -140,7 +140,7 @@ def fields_at_launch(team: Team, model: ScenarioModel) -> dict:
 
 
 def error_words(run: TrainingRun) -> str:
-    """Forecast against actual for a finished run: "done 4 min after the likely time"."""
+    """Compare forecast and actual for a finished run: "done 4 min after the likely time"."""
     if run.forecast_finish_p50 is None or run.finished_at is None:
         return ""
     late = (run.finished_at - run.forecast_finish_p50).total_seconds()

@@ -68,7 +68,7 @@ class BoundField:
 
     @property
     def bounds(self) -> str:
-        """The accepted values in words, for the help line."""
+        """Say the accepted values in words, for the help line."""
         f = self.field
         low = display.number(f.minimum) if f.minimum is not None else None
         high = display.number(f.maximum) if f.maximum is not None else None
@@ -341,7 +341,7 @@ def _getlist(data: Mapping, name: str) -> list[str]:
 
 
 def _display(value: object) -> str:
-    """A value as its input shows it: numbers without float noise, lists and bools not here."""
+    """Write a value as its input shows it: numbers without float noise; lists and bools not."""
     if value is None or isinstance(value, bool | list | tuple | dict):
         return ""
     if isinstance(value, int | float):

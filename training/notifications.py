@@ -128,7 +128,7 @@ def deliver(delivery_id: int) -> float | None:
 
 
 def retry_delay(attempts: int) -> float:
-    """2, 4, 8, 16 s after the 1st to 4th failed attempt: a receiver's hiccup is waited out."""
+    """Return the wait before trying again: 2, 4, 8, 16 s after the 1st to 4th failed attempt."""
     return float(min(2**attempts, 60))
 
 
@@ -151,7 +151,7 @@ def resend_stale() -> int:
 
 
 def run_end(run: TrainingRun) -> dict:
-    """What every message says: the model, the outcome, how long, the CU billed, where to look."""
+    """Gather what every message says: the model, the outcome, how long, the CU, where to look."""
     sample = EpochSample.objects.filter(run=run).order_by("-epoch_index", "prompt_index").first()
     took = display.took_seconds(run)
     billed = "unknown" if run.cost_unknown else display.cu(run.cu_cost)

@@ -262,7 +262,7 @@ class FilterChoices:
 
 
 def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
-    """What the filter menus offer: only teams, people and types the reader can see."""
+    """List what the filter menus offer: only teams, people and types the reader can see."""
     teams: list[Team] = []
     if user.is_staff:
         teams = list(Team.objects.order_by("name"))
@@ -282,7 +282,7 @@ def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
 
 
 def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
-    """Runs with the figures the history shows, in one query with the related names joined."""
+    """Annotate runs with the figures the history shows, related names joined, in one query."""
     return runs.select_related("model", "team").annotate(
         artist=display.person_expression("created_by"),
         wall_seconds=WallSeconds(),
@@ -533,7 +533,7 @@ def _with_rate(rows) -> list[dict]:
 
 
 def names_of(user_ids) -> dict[int, str]:
-    """Display names (full name, else username) of people, in one query.
+    """Name people as display.person does (full name, else username), in one query.
 
     Grouping by the id and naming afterwards keeps the user join and the name expression
     out of aggregates over many runs.
@@ -687,7 +687,7 @@ CSV_HEADER = [
 
 
 def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[tuple]:
-    """Every filtered run as a tuple, streamed from the database in chunks."""
+    """Yield every filtered run as a tuple, streamed from the database in chunks."""
     ordered = sorted_runs(runs, filters).annotate(
         artist_label=display.person_expression("created_by"),
         wall=WallSeconds(),

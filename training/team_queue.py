@@ -159,7 +159,7 @@ def wait(run: TrainingRun, *, from_state: str, reason: str, **fields) -> bool:
 
 
 def reason_to_wait(run: TrainingRun) -> str:
-    """Why a run that could not claim a slot waits, in words for its page."""
+    """Say why a run that could not claim a slot waits, in words for its page."""
     now = timezone.now()
     team = Team.objects.get(pk=run.team_id)
     if team.cooldown_until is not None and team.cooldown_until > now:

@@ -208,8 +208,8 @@ def _finished_message(run) -> str:
 
 
 def _finished_event(runs, user) -> dict:
-    """What the "run-finished" client event carries: a toast line for each run, and for the
-    viewer's own runs what a browser notification says and where its click leads."""
+    """Fill the "run-finished" client event: a toast line for each run, and for the viewer's
+    own runs what a browser notification says and where its click leads."""
     mine = [
         {
             "id": run.pk,
@@ -632,7 +632,7 @@ def _run_and_rows(
 
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
-    """The grid, with the epoch chosen for the model (read with the run, no query here)."""
+    """Lay out the grid, with the epoch chosen for the model (read with the run, no query)."""
     grid = _sample_grid(samples, run.parameters, run.epoch_names)
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
@@ -724,7 +724,7 @@ def run_trail(request, pk):
 
 
 def _parameter_rows(run) -> list[dict]:
-    """The run's parameters in the form's words, each marked when it differs from the default.
+    """List the run's parameters in the form's words, each marked where it is not the default.
 
     Beside what was sent, what Scenario says the training uses (model.parameters), once it
     has said: a value it reports differently, or one it filled in unasked, is marked.
