@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils import timezone
 
+from training import services
 from training.models import RunState
 
 register = template.Library()
@@ -66,8 +67,6 @@ def stage_words(run) -> str:
     A status or stage the dashboard does not know is said in Scenario's own words; a run
     whose state has not moved for a long time is said to be stalled.
     """
-    from training import services  # services imports this module
-
     words = _in_flight_words(run)
     return f"Stalled · {words}" if services.is_stalled(run) else words
 
