@@ -67,11 +67,11 @@ _SECRETS_KEPT_FORMS = 5
 
 
 def describe_error(exc: ScenarioError) -> str:
-    """A remote failure in words a person can act on."""
+    """Say a remote failure in words a person can act on."""
     message = (getattr(exc, "message", "") or "").strip()[:_MAX_ERROR_CHARS]
     retry_after = getattr(exc, "retry_after", None)
     if getattr(exc, "status", None) == 429:
-        wait = f" in {int(retry_after) + 1} s" if retry_after else " in a moment"
+        wait = f" in {display.duration(int(retry_after) + 1)}" if retry_after else " in a moment"
         return f"Scenario is receiving too many requests. Try again{wait}."
     if getattr(exc, "transient", False):
         detail = f" ({message})" if message else ""
@@ -548,7 +548,8 @@ def launch_refresh(request):
         seconds = settings.MODEL_REFRESH_INTERVAL_SECONDS
         messages.info(
             request,
-            f"The models were refreshed less than {seconds:g} s ago. Try again in a moment.",
+            f"The models were refreshed less than {display.duration(seconds)} ago. "
+            "Try again in a moment.",
         )
     else:
         try:
