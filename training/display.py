@@ -73,11 +73,7 @@ def _two_units(big: int, small: int, big_unit: str, small_unit: str, *, pad: boo
         return f"{small} {small_unit}"
     if not small:
         return f"{big} {big_unit}"
-    return (
-        f"{big} {big_unit} {small:02d} {small_unit}"
-        if pad
-        else f"{big} {big_unit} {small} {small_unit}"
-    )
+    return f"{big} {big_unit} {f'{small:02d}' if pad else small} {small_unit}"
 
 
 # --- Creative Units and numbers -------------------------------------------------------------
@@ -86,7 +82,7 @@ def _two_units(big: int, small: int, big_unit: str, small_unit: str, *, pad: boo
 def cu_amount(value) -> str:
     """Say a number of Creative Units: "120", "12.5", "12.25", "1,234.5"; unknown → "—".
 
-    Two decimals at most (Scenario bills in hundredths), trailing zeros dropped.
+    Two decimals at most, trailing zeros dropped, thousands grouped.
     """
     if value is None or value == "":
         return NOTHING
