@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from training import charts
+from training import charts, display
 from training.reports import RatePoint, StackedSeries
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -31,7 +31,7 @@ def parse(chart) -> ET.Element:
     ],
 )
 def test_durations_read_naturally(seconds, text):
-    assert charts.human_duration(seconds) == text
+    assert display.duration(seconds) == text
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from django.urls import reverse
 from simulator import faults
 from simulator.models import RequestLog
 from tests.test_launch_helpers import IMAGES, make_model, read_form
-from training import params, services
+from training import display, params, services
 from training.models import RunState, ScenarioModel, TrainingRun
 
 URL = "/launch/"
@@ -26,7 +26,7 @@ def shown(value) -> str:
     """A default as its input shows it."""
     if value is None:
         return ""
-    return params.format_number(value) if isinstance(value, int | float) else str(value)
+    return display.number(value) if isinstance(value, int | float) else str(value)
 
 
 def page_form(client, model):
@@ -162,14 +162,14 @@ def edge_values(f):
     if f.minimum is not None:
         low = f.minimum
         if f.exclusive_minimum:
-            pairs.append(("1e-12", params.format_number(low)))
+            pairs.append(("1e-12", display.number(low)))
         else:
             below = low - step if step else low - abs(low) * 1e-6 - 1e-12
-            pairs.append((params.format_number(low), repr(below)))
+            pairs.append((display.number(low), repr(below)))
     if f.maximum is not None:
         high = f.maximum
         above = high + step if step else high + abs(high) * 1e-6
-        pairs.append((params.format_number(high), repr(above)))
+        pairs.append((display.number(high), repr(above)))
     return pairs
 
 

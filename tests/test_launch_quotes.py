@@ -192,7 +192,7 @@ def test_the_budget_check_and_the_run_use_the_servers_number(scenario, client, a
     # Within it, the confirmation shows it and the run stores it.
     Quote.objects.filter(pk=row.pk).update(cost=1234.5, discount=12.5)
     page = post(client, knight, action="confirm", base=data).content.decode()
-    assert "Confirm the launch" in page and "1,234.50 CU" in page
+    assert "Confirm the launch" in page and "1,234.5 CU" in page
     assert post(client, knight, action="launch", base=data).status_code == 302
     run = TrainingRun.objects.get()
     assert (run.quote_cu_cost, run.quote_cu_discount) == (1234.5, 12.5)

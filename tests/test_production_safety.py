@@ -10,8 +10,8 @@ from simulator.models import RequestLog, SimModel
 from tests.test_launch_helpers import make_model
 from tests.test_views import add_samples, make_run
 from training import services
+from training.display import web_url
 from training.models import EpochSample, ScenarioModel
-from training.templatetags.monitoring import web_url
 
 HTMX = {"HX-Request": "true"}
 

@@ -26,6 +26,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from training.access import membership_of
+from training.display import cu_amount, person
 from training.models import Role, RunState, Team, TrainingRun
 
 # Past this share of the budget the bar turns amber.
@@ -34,7 +35,7 @@ UNBILLED_FREE_STATES = (RunState.FAILED, RunState.CANCELED, RunState.NOT_STARTED
 
 
 def month_bounds(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
-    """The start of this month and of the next, in the dashboard's time zone."""
+    """Return the start of this month and of the next, in the dashboard's time zone."""
     local = timezone.localtime(now or timezone.now())
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     next_month = (start + dt.timedelta(days=32)).replace(day=1)
@@ -64,14 +65,14 @@ class BudgetStatus:
 
     @property
     def share(self) -> float:
-        """Spent ÷ budget (0 when unlimited); may exceed 1."""
+        """Return spent ÷ budget (0 when unlimited); may exceed 1."""
         if not self.budget:
             return 0.0 if self.budget is None else (1.0 if self.spent > 0 else 0.0)
         return self.spent / self.budget
 
     @property
     def percent(self) -> float:
-        """The bar's width, capped at 100."""
+        """Return the bar's width in percent, capped at 100."""
         return round(min(self.share, 1.0) * 100, 1)
 
     @property
@@ -107,7 +108,7 @@ def _spend_by_team(team_ids: Iterable[int], now: dt.datetime | None) -> dict[int
 
 
 def statuses_for(teams: Iterable[Team], now: dt.datetime | None = None) -> list[BudgetStatus]:
-    """Budget status of several teams in one query."""
+    """Read the budget status of several teams in one query."""
     teams = list(teams)
     spend = _spend_by_team([t.pk for t in teams], now)
     start, _ = month_bounds(now)
@@ -128,24 +129,20 @@ def statuses_for(teams: Iterable[Team], now: dt.datetime | None = None) -> list[
 
 
 def status_for(team: Team | None, now: dt.datetime | None = None) -> BudgetStatus | None:
-    """The team's budget this month, for the budget bar; None without a team."""
+    """Read the team's budget this month, for the budget bar; None without a team."""
     if team is None:
         return None
     return statuses_for([team], now)[0]
 
 
 def status_for_user(user, now: dt.datetime | None = None) -> BudgetStatus | None:
-    """The budget of the user's own team, or None for people in no team (such as staff)."""
+    """Read the budget of the user's own team; None for people in no team (such as staff)."""
     membership = membership_of(user)
     return status_for(membership.team if membership else None, now)
 
 
-def _cu(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
 def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> str | None:
-    """Why launching a run with this quote would break the team's budget, or None if it fits.
+    """Say why launching a run at this quote would break the team's budget; None if it fits.
 
     Without a quote nothing can be compared, so only a team already at or over its budget is
     refused.
@@ -158,21 +155,21 @@ def check(team: Team, quote: float | None, now: dt.datetime | None = None) -> st
         if spent < budget:
             return None
         return (
-            f"{team.name} has used {_cu(spent)} of its {_cu(budget)} CU budget this month. "
-            "A team lead can override."
+            f"{team.name} has used {cu_amount(spent)} of its {cu_amount(budget)} CU budget "
+            "this month. A team lead can override."
         )
     if spent + quote <= budget:
         return None
     left = max(budget - spent, 0)
     return (
-        f"This run's quote of {_cu(quote)} CU would take {team.name} over its monthly budget: "
-        f"{_cu(spent)} of {_cu(budget)} CU are spent or committed this month, "
-        f"{_cu(left)} CU left. A team lead can override."
+        f"This run's quote of {cu_amount(quote)} CU would take {team.name} over its monthly "
+        f"budget: {cu_amount(spent)} of {cu_amount(budget)} CU are spent or committed this month, "
+        f"{cu_amount(left)} CU left. A team lead can override."
     )
 
 
 def overrun(status: BudgetStatus | None, quote: float | None) -> float:
-    """How many CU past its budget the team would be after a run at this quote (0 if it fits).
+    """Return how many CU past its budget a run at this quote takes the team (0 if it fits).
 
     The same rule as check(): spent + quote over the budget.
     """
@@ -182,18 +179,18 @@ def overrun(status: BudgetStatus | None, quote: float | None) -> float:
 
 
 def overrun_message(status: BudgetStatus | None, quote: float | None) -> str:
-    """What the form says next to a quote that would break the budget, or ""."""
+    """Say, next to a quote on the form, that it would break the budget; "" if it fits."""
     over = overrun(status, quote)
     if not over:
         return ""
     return (
-        f"This run would take {status.team.name} {_cu(over)} CU over its "
-        f"{_cu(status.budget)} CU monthly budget."
+        f"This run would take {status.team.name} {cu_amount(over)} CU over its "
+        f"{cu_amount(status.budget)} CU monthly budget."
     )
 
 
 def can_override(user, team: Team) -> bool:
-    """The team's lead (and staff, who set budgets) may launch past the budget; artists not."""
+    """Tell whether the user may launch past the budget: the team's lead and staff, not artists."""
     if user.is_staff:
         return True
     membership = membership_of(user)
@@ -201,11 +198,11 @@ def can_override(user, team: Team) -> bool:
 
 
 def override_note(user, team: Team, quote: float | None, now: dt.datetime | None = None) -> str:
-    """The audit line written when someone launches past the budget."""
+    """Write the audit line of someone launching past the budget."""
     status = status_for(team, now)
-    who = user.get_full_name() or user.get_username()
-    quote_text = f"{_cu(quote)} CU" if quote is not None else "an unknown cost"
+    quote_text = f"{cu_amount(quote)} CU" if quote is not None else "an unknown cost"
     return (
-        f"Budget override by {who}: launched for {quote_text} with {_cu(status.spent)} of "
-        f"{_cu(status.budget or 0)} CU already spent or committed this month."
+        f"Budget override by {person(user)}: launched for {quote_text} with "
+        f"{cu_amount(status.spent)} of {cu_amount(status.budget or 0)} CU already spent or "
+        "committed this month."
     )

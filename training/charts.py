@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from training.display import cu_amount, duration
 from training.reports import RatePoint, StackedSeries
 
 WIDTH, HEIGHT = 560, 240
@@ -28,23 +29,6 @@ class Chart:
     svg: SafeString
     legend: list[tuple[str, str]] = field(default_factory=list)  # (label, colour)
     note: str = ""
-
-
-def human_duration(seconds: float | None) -> str:
-    """'45 s', '12 min', '1 h 05 min', '2 d 3 h': short enough for a table cell."""
-    if seconds is None:
-        return "—"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        minutes, sec = divmod(s, 60)
-        return f"{minutes} min {sec:02d} s" if minutes < 10 and sec else f"{round(s / 60)} min"
-    if s < 86400:
-        hours, rest = divmod(s, 3600)
-        return f"{hours} h {round(rest / 60):02d} min"
-    days, rest = divmod(s, 86400)
-    return f"{days} d {round(rest / 3600)} h"
 
 
 def nice_ticks(maximum: float, count: int = 4) -> list[float]:
@@ -107,7 +91,7 @@ def _scale(ticks: list[float]):
 
 
 def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDTH) -> Chart | None:
-    """Bars per week, one coloured segment per artist or type; drawn wide by default."""
+    """Draw bars per week, one coloured segment per artist or type; wide by default."""
     if not series.weeks:
         return None
     totals = [sum(series.values[k][i] for k in series.keys) for i in range(len(series.weeks))]
@@ -132,7 +116,7 @@ def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDT
             body.append(
                 f'<rect x="{x(i) - bar / 2:.1f}" y="{top:.1f}" width="{bar:.1f}" '
                 f'height="{max(bottom - top, 0.5):.1f}" fill="{colours[key]}">'
-                f"<title>{escape(f'Week of {week:%d %b %Y} · {key}: {value:,.0f} {unit}')}"
+                f"<title>{escape(f'Week of {week:%d %b %Y} · {key}: {cu_amount(value)} {unit}')}"
                 "</title></rect>"
             )
     labels = [week_label(week) for week in series.weeks]
@@ -149,7 +133,7 @@ def _colours(keys: list[str]) -> dict[str, str]:
 
 
 def duration_spread(points: list[dict]) -> Chart | None:
-    """Queue time against train time, one dot per run, coloured by outcome."""
+    """Plot queue time against train time, one dot per run, coloured by outcome."""
     if not points:
         return None
     queue_ticks = nice_ticks(max(p["queue_duration"] for p in points) / 60)
@@ -175,8 +159,8 @@ def duration_spread(points: list[dict]) -> Chart | None:
     for p in points:
         colour = STATE_COLORS.get(p["state"], PALETTE[0])
         tip = (
-            f"Run {p['pk']} · {p['model__name']} · queued {human_duration(p['queue_duration'])}"
-            f", trained {human_duration(p['train_duration'])} · {p['state']}"
+            f"Run {p['pk']} · {p['model__name']} · queued {duration(p['queue_duration'])}"
+            f", trained {duration(p['train_duration'])} · {p['state']}"
         )
         body.append(
             f'<circle cx="{x(p["queue_duration"] / 60):.1f}" '
@@ -190,7 +174,7 @@ def duration_spread(points: list[dict]) -> Chart | None:
 
 
 def success_over_time(points: list[RatePoint]) -> Chart | None:
-    """Weekly success rate as a line; weeks without an outcome leave a gap."""
+    """Draw the weekly success rate as a line; weeks without an outcome leave a gap."""
     rated = [p for p in points if p.rate is not None]
     if not rated:
         return None

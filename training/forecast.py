@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from training.display import about_minutes, clock
 from training.models import RunState, ScenarioModel, Team, TrainingRun
 
 HISTORY_RUNS = 50
 
 
 def percentile(values: list[float], share: float) -> float:
-    """The nearest-rank percentile of the values (share 0.5 is the median)."""
+    """Return the nearest-rank percentile of the values (share 0.5 is the median)."""
     ordered = sorted(values)
     rank = max(math.ceil(share * len(ordered)), 1)
     return ordered[rank - 1]
@@ -49,27 +50,24 @@ class Forecast:
 
     @property
     def words(self) -> str:
-        """ "likely done by 16:40; 9 in 10 by 17:05", or why there is no forecast."""
+        """Say the forecast ("Likely done by 16:40; 9 in 10 by 17:05 …"), or why there is none."""
         if self.thin:
             return (
                 f"No forecast yet: the team has {self.runs} finished run"
                 f"{'' if self.runs == 1 else 's'} like this one, "
                 f"{settings.FORECAST_MIN_RUNS} are needed."
             )
-        likely, most = (timezone.localtime(self.finish(s)) for s in ("p50", "p90"))
+        likely, most = (clock(self.finish(s), seconds=False) for s in ("p50", "p90"))
         return (
-            f"Likely done by {likely:%H:%M}; 9 in 10 by {most:%H:%M} "
-            f"(wait about {_minutes(self.wait[0])}, training about {_minutes(self.train[0])}; "
+            f"Likely done by {likely}; 9 in 10 by {most} "
+            f"(wait about {about_minutes(self.wait[0])}, "
+            f"training about {about_minutes(self.train[0])}; "
             f"from {self.runs} finished runs like it)"
         )
 
 
-def _minutes(seconds: float) -> str:
-    return f"{max(round(seconds / 60), 1)} min"
-
-
 def similar_runs(team: Team, model_type: str, images: int):
-    """The team's successful runs of this model type with about as many images."""
+    """Find the team's successful runs of this model type with about as many images."""
     runs = TrainingRun.objects.filter(
         team=team,
         model_type=model_type,
@@ -86,7 +84,7 @@ def similar_runs(team: Team, model_type: str, images: int):
 
 
 def for_launch(team: Team, model: ScenarioModel, now: datetime | None = None) -> Forecast:
-    """The forecast for a run of this model launched now, behind the team's waiting runs."""
+    """Forecast a run of this model launched now, behind the team's waiting runs."""
     from training import team_queue
 
     now = now or timezone.now()
@@ -102,7 +100,7 @@ def for_launch(team: Team, model: ScenarioModel, now: datetime | None = None) ->
 
 
 def for_waiting(run: TrainingRun, now: datetime | None = None) -> Forecast:
-    """The forecast for a run waiting in the team queue, from where it stands now."""
+    """Forecast a run waiting in the team queue, from where it stands now."""
     from training import team_queue
 
     durations = list(
@@ -133,7 +131,7 @@ def _forecast(team: Team, durations: list, ahead: int, now: datetime) -> Forecas
 
 
 def fields_at_launch(team: Team, model: ScenarioModel) -> dict:
-    """What a new run stores of its forecast, to be compared with what happened."""
+    """Return what a new run stores of its forecast, to be compared with what happened."""
     forecast = for_launch(team, model)
     return {
         "forecast_finish_p50": forecast.finish("p50"),
@@ -142,13 +140,13 @@ def fields_at_launch(team: Team, model: ScenarioModel) -> dict:
 
 
 def error_words(run: TrainingRun) -> str:
-    """Forecast against actual for a finished run: "done 4 min after the likely time"."""
+    """Compare forecast and actual for a finished run: "done 4 min after the likely time"."""
     if run.forecast_finish_p50 is None or run.finished_at is None:
         return ""
     late = (run.finished_at - run.forecast_finish_p50).total_seconds()
     within = run.forecast_finish_p90 is not None and run.finished_at <= run.forecast_finish_p90
     side = "after" if late > 0 else "before"
     return (
-        f"done {_minutes(abs(late))} {side} the likely time"
+        f"done {about_minutes(abs(late))} {side} the likely time"
         f"{', within the 9 in 10 time' if within else ', past the 9 in 10 time'}"
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from training import launch_request, params
+from training import display, launch_request, params
 from training.models import ScenarioModel
 
 # Posted names that steer the form rather than hold a training parameter.
@@ -70,8 +70,8 @@ class BoundField:
     def bounds(self) -> str:
         """Say the accepted values in words, for the help line."""
         f = self.field
-        low = params.format_number(f.minimum) if f.minimum is not None else None
-        high = params.format_number(f.maximum) if f.maximum is not None else None
+        low = display.number(f.minimum) if f.minimum is not None else None
+        high = display.number(f.maximum) if f.maximum is not None else None
         if low is not None and high is not None:
             return f"From {low} to {high}."
         if low is not None:
@@ -334,12 +334,12 @@ def _getlist(data: Mapping, name: str) -> list[str]:
 
 
 def _display(value: object) -> str:
-    """Show a value as its input does: numbers without float noise, lists and bools not here."""
+    """Write a value as its input shows it: numbers without float noise; lists and bools not."""
     if value is None or isinstance(value, bool | list | tuple | dict):
         return ""
     if isinstance(value, int | float):
         try:
-            return params.format_number(value)
+            return display.number(value)
         except (ValueError, OverflowError):
             return ""
     return str(value)

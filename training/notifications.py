@@ -27,7 +27,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from training import webhooks
+from training import display, webhooks
 from training.models import (
     Channel,
     Delivery,
@@ -37,7 +37,6 @@ from training.models import (
     TeamHooks,
     TrainingRun,
 )
-from training.templatetags.monitoring import cu, duration, web_url
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def deliver(delivery_id: int) -> float | None:
 
 
 def retry_delay(attempts: int) -> float:
-    """2, 4, 8, 16 s after the 1st to 4th failed attempt: a receiver's hiccup is waited out."""
+    """Return the wait before trying again: 2, 4, 8, 16 s after the 1st to 4th failed attempt."""
     return float(min(2**attempts, 60))
 
 
@@ -153,30 +152,23 @@ def resend_stale() -> int:
 
 
 def run_end(run: TrainingRun) -> dict:
-    """What every message says: the model, the outcome, how long, the CU billed, where to look."""
+    """Gather what every message says: the model, the outcome, how long, the CU, where to look."""
     sample = EpochSample.objects.filter(run=run).order_by("-epoch_index", "prompt_index").first()
-    billed = "unknown" if run.cost_unknown else cu(run.cu_cost)
+    took = display.took_seconds(run)
+    billed = "unknown" if run.cost_unknown else display.cu(run.cu_cost)
     return {
         "run_id": run.pk,
         "model": run.model.name or run.model.remote_id,
         "state": run.state,
         "outcome": run.outcome,
-        "duration_seconds": _run_seconds(run),
-        "duration": duration(_run_seconds(run)),
+        "duration_seconds": took,
+        "duration": display.duration(took),
         "cu_billed": run.cu_cost,
         "cu": billed,
         "url": settings.DASHBOARD_BASE_URL.rstrip("/") + reverse("run_detail", args=[run.pk]),
-        "sample_image": web_url(sample.url) if sample else "",
+        "sample_image": display.web_url(sample.url) if sample else "",
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
-
-
-def _run_seconds(run: TrainingRun) -> float | None:
-    from training.views.monitor import (
-        _run_seconds,  # the page and the message say the same duration
-    )
-
-    return _run_seconds(run)
 
 
 def text(end: dict) -> str:

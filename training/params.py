@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from decimal import Decimal, InvalidOperation
 
+from training import display
+
 # Field kinds.
 NUMBER = "number"
 INTEGER = "integer"
@@ -690,17 +692,6 @@ def _mask_secrets(parameters: Mapping[str, object], marker: str) -> dict[str, ob
     }
 
 
-def display_value(value: object) -> str:
-    """Say a parameter's value as a person reads it: lists one item a line, Yes/No, — for none."""
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if isinstance(value, list | tuple):
-        return "\n".join(display_value(item) for item in value)
-    if value is None:
-        return "—"
-    return str(value)
-
-
 def label_for(name: str) -> str:
     """The form's label for a parameter name; a name the table does not know stays as it is."""
     return SPEC[name].label if name in SPEC else name
@@ -719,13 +710,6 @@ class _Invalid(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-def format_number(value: float | int) -> str:
-    """A bound as a person reads it: 0.000001, not 1e-06."""
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return format(Decimal(repr(float(value))), "f")
 
 
 def validate(
@@ -848,11 +832,11 @@ def _parse_number(value: object, *, integer: bool) -> int | float:
 def _check_bounds(f: Field, number: int | float) -> None:
     if f.minimum is not None:
         if f.exclusive_minimum and number <= f.minimum:
-            raise _Invalid(f"Must be greater than {format_number(f.minimum)}.")
+            raise _Invalid(f"Must be greater than {display.number(f.minimum)}.")
         if number < f.minimum:
-            raise _Invalid(f"Must be at least {format_number(f.minimum)}.")
+            raise _Invalid(f"Must be at least {display.number(f.minimum)}.")
     if f.maximum is not None and number > f.maximum:
-        raise _Invalid(f"Must be at most {format_number(f.maximum)}.")
+        raise _Invalid(f"Must be at most {display.number(f.maximum)}.")
 
 
 _TRUE = {"true", "on", "1", "yes"}

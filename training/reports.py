@@ -21,7 +21,6 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
-    CharField,
     Count,
     F,
     FloatField,
@@ -34,13 +33,12 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Coalesce, Concat, NullIf, Trim, TruncMonth, TruncWeek
+from django.db.models.functions import Coalesce, TruncMonth, TruncWeek
 from django.utils import timezone
 
-from training import request_params
+from training import display, request_params
 from training.access import membership_of
 from training.models import EpochSample, Role, RunState, Team, TrainingRun, outcome_words
-from training.templatetags.monitoring import person
 
 PAGE_SIZE = 50
 SCATTER_LIMIT = 400
@@ -88,19 +86,6 @@ class PercentileCont(Aggregate):
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
-def artist_name():
-    """The name a person is shown by: their full name, else their username."""
-    full = Trim(
-        Concat(
-            "created_by__first_name",
-            Value(" "),
-            "created_by__last_name",
-            output_field=CharField(),
-        )
-    )
-    return Coalesce(NullIf(full, Value("")), F("created_by__username"), output_field=CharField())
-
-
 def epochs_count():
     """Epochs a run reached: its last epoch's index + 1, or 0 before any sample.
 
@@ -135,7 +120,9 @@ def _sorts() -> dict[str, Sort]:
         for s in [
             Sort("model", "Model", F("model__name"), "text", nullable=False),
             Sort("type", "Type", F("model_type"), "text", nullable=False),
-            Sort("artist", "Artist", artist_name(), "text", nullable=False),
+            Sort(
+                "artist", "Artist", display.person_expression("created_by"), "text", nullable=False
+            ),
             Sort("team", "Team", F("team__name"), "text", nullable=False),
             Sort("launched", "Launched", F("created_at"), "datetime", nullable=False),
             Sort("queue", "Queue", F("queue_duration"), "number", numeric=True),
@@ -271,7 +258,7 @@ class FilterChoices:
 
 
 def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
-    """What the filter menus offer: only teams, people and types the reader can see."""
+    """List what the filter menus offer: only teams, people and types the reader can see."""
     teams: list[Team] = []
     if user.is_staff:
         teams = list(Team.objects.order_by("name"))
@@ -282,7 +269,7 @@ def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
         .objects.filter(pk__in=visible.order_by().values("created_by_id"))
         .order_by("first_name", "last_name", "username")
     )
-    artists = [(p.pk, person(p)) for p in people]
+    artists = [(p.pk, display.person(p)) for p in people]
     types = list(visible.order_by("model_type").values_list("model_type", flat=True).distinct())
     return FilterChoices(teams, artists, types, list(RunState.choices))
 
@@ -291,9 +278,11 @@ def filter_choices(user, visible: QuerySet[TrainingRun]) -> FilterChoices:
 
 
 def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
-    """Runs with the figures the history shows, in one query with the related names joined."""
+    """Annotate runs with the figures the history shows, related names joined, in one query."""
     return runs.select_related("model", "team").annotate(
-        artist=artist_name(), wall_seconds=WallSeconds(), epochs=epochs_count()
+        artist=display.person_expression("created_by"),
+        wall_seconds=WallSeconds(),
+        epochs=epochs_count(),
     )
 
 
@@ -543,13 +532,13 @@ def _with_rate(rows) -> list[dict]:
 
 
 def names_of(user_ids) -> dict[int, str]:
-    """Display names (full name, else username) of people, in one query.
+    """Name people as display.person does (full name, else username), in one query.
 
     Grouping by the id and naming afterwards keeps the user join and the name expression
     out of aggregates over many runs.
     """
     people = get_user_model().objects.filter(pk__in=set(user_ids))
-    return {p.pk: person(p) for p in people}
+    return {p.pk: display.person(p) for p in people}
 
 
 def by_artist(runs: QuerySet[TrainingRun]) -> list[dict]:
@@ -687,9 +676,11 @@ CSV_HEADER = [
 
 
 def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[tuple]:
-    """Every filtered run as a tuple, streamed from the database in chunks."""
+    """Yield every filtered run as a tuple, streamed from the database in chunks."""
     ordered = sorted_runs(runs, filters).annotate(
-        artist_label=artist_name(), wall=WallSeconds(), epochs_n=epochs_count()
+        artist_label=display.person_expression("created_by"),
+        wall=WallSeconds(),
+        epochs_n=epochs_count(),
     )
     columns = ordered.values_list(
         "pk",

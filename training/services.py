@@ -47,6 +47,7 @@ from training import (
     scenario_client,
     team_queue,
 )
+from training.display import person
 from training.lifecycle import (
     POLLED_STATES,
     TRANSITIONS,
@@ -68,7 +69,6 @@ from training.models import (
     Team,
     TrainingRun,
 )
-from training.templatetags.monitoring import person
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
 from training import budgets, leases, lifecycle, scenario
+from training.display import clock, cu_amount, person
 from training.models import EventSource, RunState, Team, TrainingRun
-from training.templatetags.monitoring import person
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,7 @@ def reason_to_wait(run: TrainingRun) -> str:
     now = timezone.now()
     team = Team.objects.get(pk=run.team_id)
     if team.cooldown_until is not None and team.cooldown_until > now:
-        until = timezone.localtime(team.cooldown_until)
-        return f"Scenario asked for a pause between launches until {until:%H:%M:%S}"
+        return f"Scenario asked for a pause between launches until {clock(team.cooldown_until)}"
     others = TrainingRun.objects.filter(model_id=run.model_id, state__in=SLOT_STATES)
     if others.exclude(pk=run.pk).exists():
         return f"Waiting for {run.model} to finish its current training"
@@ -217,8 +216,9 @@ def _note(run: TrainingRun, reason: str) -> None:
 
 def _over_budget_words(budget) -> str:
     return (
-        f"Waiting: {budget.team.name} has {budget.spent:,.0f} of its {budget.budget:,} CU "
-        "budget spent or committed this month, so this run would go over it"
+        f"Waiting: {budget.team.name} has {cu_amount(budget.spent)} of its "
+        f"{cu_amount(budget.budget)} CU budget spent or committed this month, "
+        "so this run would go over it"
     )
 
 
@@ -308,7 +308,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
     if run.budget_override or not status.limited or status.spent <= status.budget:
         return True
     reason = (
-        f"The quote rose from {old or 0:,g} to {fresh.cost:,g} CU since "
+        f"The quote rose from {cu_amount(old or 0)} to {cu_amount(fresh.cost)} CU since "
         f"launch: {_over_budget_words(status)}"
     )
     lifecycle.transition(

@@ -15,13 +15,21 @@ document.addEventListener("run-finished", (event) => {
   }
 });
 
-// Remaining time counts down between refreshes: elements carry data-remaining-ms.
+// Remaining time counts down between refreshes: elements carry data-remaining-ms. The words
+// are training.display.duration's, so the first tick reads like the page the server sent.
+function twoUnits(big, small, bigUnit, smallUnit, pad) {
+  if (!big) return `${small} ${smallUnit}`;
+  if (!small) return `${big} ${bigUnit}`;
+  return `${big} ${bigUnit} ${pad ? String(small).padStart(2, "0") : small} ${smallUnit}`;
+}
 function formatRemaining(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-  if (h) return `${h} h ${m} min`;
-  if (m) return `${m} min ${sec} s`;
-  return `${sec} s`;
+  const s = Math.round(Math.max(0, ms) / 1000);
+  if (s < 600) return twoUnits(Math.floor(s / 60), s % 60, "min", "s", true);
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return `${minutes} min`;
+  if (minutes < 24 * 60) return twoUnits(Math.floor(minutes / 60), minutes % 60, "h", "min", true);
+  const hours = Math.round(s / 3600);
+  return twoUnits(Math.floor(hours / 24), hours % 24, "d", "h", false);
 }
 setInterval(() => {
   for (const el of document.querySelectorAll("[data-remaining-ms]")) {

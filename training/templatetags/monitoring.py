@@ -1,13 +1,11 @@
-"""Words for what a training is doing: stages, queue places, durations and remaining time."""
+"""Words for what a training is doing: stages, states, queue places and progress."""
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit
 
 from django import template
 from django.utils import timezone
 
-from training import remote
+from training import lifecycle, remote
 from training.models import RunState
 
 register = template.Library()
@@ -34,8 +32,6 @@ def stage_words(run) -> str:
     A status or stage the dashboard does not know is said in Scenario's own words; a run
     whose state has not moved for a long time is said to be stalled.
     """
-    from training import lifecycle  # it imports this module, through notifications
-
     words = _in_flight_words(run)
     return f"Stalled · {words}" if lifecycle.is_stalled(run) else words
 
@@ -74,7 +70,7 @@ register.filter("model_status_words", remote.model_status_words)
 
 @register.filter
 def queue_words(position) -> str:
-    """0 → "Next in line", 1 → "1 run ahead", 3 → "3 runs ahead"; unknown → ""."""
+    """Say a place in a queue: 0 → "Next in line", 3 → "3 runs ahead"; unknown → ""."""
     if position is None or position == "":
         return ""
     position = int(position)
@@ -84,69 +80,21 @@ def queue_words(position) -> str:
 
 
 @register.filter
-def duration(seconds) -> str:
-    """A length of time for people: "45 s", "3 min 20 s", "1 h 5 min"; unknown → "—"."""
-    if seconds is None or seconds == "":
-        return "—"
-    total = max(0, round(float(seconds)))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"
-
-
-@register.filter
-def remaining(milliseconds) -> str:
-    """Remaining time in the same words as the page's countdown (static/js/app.js)."""
-    if milliseconds is None or milliseconds == "":
-        return "—"
-    return duration(max(0, int(milliseconds)) / 1000)
-
-
-@register.filter
-def web_url(url) -> str:
-    """The URL when it is http(s), else "": Scenario's data must not become a javascript: or
-    data: link in a page."""
-    text = str(url or "").strip()
-    return text if urlsplit(text).scheme.lower() in {"http", "https"} else ""
-
-
-@register.filter
 def percent(progress) -> int:
-    """Scenario's progress (0..1) as a whole percentage, clamped."""
+    """Turn Scenario's progress (0..1) into a whole percentage, clamped."""
     if progress is None or progress == "":
         return 0
     return max(0, min(100, int(float(progress) * 100)))
 
 
 @register.filter
-def cu(value) -> str:
-    """Creative Units: "120 CU", "12.5 CU"; unknown → "—"."""
-    if value is None or value == "":
-        return "—"
-    number = float(value)
-    shown = f"{number:,.0f}" if number == int(number) else f"{number:,.1f}"
-    return f"{shown} CU"
-
-
-@register.filter
 def interval(seconds) -> str:
-    """A refresh interval as htmx reads it ("3000ms")."""
+    """Write a refresh interval as htmx reads it ("3000ms")."""
     return f"{int(float(seconds) * 1000)}ms"
-
-
-@register.filter
-def person(user) -> str:
-    if user is None:
-        return "someone"
-    return user.get_full_name() or user.get_username()
 
 
 @register.simple_tag
 def now_us() -> int:
-    """Now in microseconds since the epoch: where the "finished since" watcher starts."""
+    """Return now in microseconds since the epoch: where the "finished since" watcher starts."""
     now = timezone.now()
     return int(now.timestamp()) * 1_000_000 + now.microsecond

@@ -6,10 +6,9 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from training import charts, params, reports, request_params
+from training import display, params, reports, request_params
 from training.access import visible_runs
 from training.models import EpochSample
 
@@ -23,7 +22,7 @@ class CompareError(ValueError):
 
 
 def parse_run_ids(params) -> list[int]:
-    """Run ids from ?runs=1,2,3 (or repeated ?runs=1&runs=2), in order, without repeats."""
+    """Read run ids from ?runs=1,2,3 (or repeated ?runs=1&runs=2), in order, without repeats."""
     try:
         ids = request_params.id_list(params, "runs")
     except request_params.BadParameter as error:
@@ -76,13 +75,13 @@ def compare(request):
 
 
 def parameter_rows(runs) -> list[dict]:
-    """Every parameter any of the runs set, one row each, flagged where the values differ."""
+    """List every parameter any of the runs set, one row each, flagged where the values differ."""
     shown_by_run = [params.for_display(run.parameters or {}) for run in runs]
     names = sorted({name for shown in shown_by_run for name in shown})
     rows = []
     for name in names:
         values = [shown.get(name) for shown in shown_by_run]
-        shown = [params.display_value(v) for v in values]
+        shown = [display.parameter_value(v) for v in values]
         rows.append(
             {
                 "name": name,
@@ -95,20 +94,20 @@ def parameter_rows(runs) -> list[dict]:
 
 
 def stat_rows(runs) -> list[dict]:
-    """trainingStats, cost and outcome side by side."""
+    """Line up trainingStats, cost and outcome side by side."""
     spec = [
         ("State", lambda r: r.get_state_display()),
-        ("Launched", lambda r: timezone.localtime(r.created_at).strftime("%Y-%m-%d %H:%M")),
-        ("Training started", lambda r: _when(r.train_started_at)),
-        ("Training ended", lambda r: _when(r.train_ended_at)),
-        ("Queue duration", lambda r: charts.human_duration(r.queue_duration)),
-        ("Train duration", lambda r: charts.human_duration(r.train_duration)),
-        ("Total wall time", lambda r: charts.human_duration(r.wall_seconds)),
+        ("Launched", lambda r: display.moment(r.created_at)),
+        ("Training started", lambda r: display.moment(r.train_started_at)),
+        ("Training ended", lambda r: display.moment(r.train_ended_at)),
+        ("Queue duration", lambda r: display.duration(r.queue_duration)),
+        ("Train duration", lambda r: display.duration(r.train_duration)),
+        ("Total wall time", lambda r: display.duration(r.wall_seconds)),
         ("Epochs", lambda r: str(r.epochs)),
-        ("CU quoted", lambda r: _cu(r.quote_cu_cost)),
-        ("CU billed", lambda r: _cu(r.cu_cost)),
-        ("Discount", lambda r: _cu(r.cu_discount)),
-        ("Over budget", lambda r: "yes, by override" if r.budget_override else "no"),
+        ("CU quoted", lambda r: display.cu_amount(r.quote_cu_cost)),
+        ("CU billed", lambda r: display.cu_amount(r.cu_cost)),
+        ("Discount", lambda r: display.cu_amount(r.cu_discount)),
+        ("Over budget", _over_budget),
     ]
     rows = []
     for label, read in spec:
@@ -117,16 +116,12 @@ def stat_rows(runs) -> list[dict]:
     return rows
 
 
-def _when(value) -> str:
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "—"
-
-
-def _cu(value) -> str:
-    return "—" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
+def _over_budget(run) -> str:
+    return display.yes_no(run.budget_override) + (", by override" if run.budget_override else "")
 
 
 def prompt_rows(runs) -> list[dict]:
-    """Samples aligned by prompt text: one row per prompt, one cell per run, epochs in order.
+    """Align samples by prompt text: one row per prompt, one cell per run, epochs in order.
 
     Runs may list the same prompt at different positions, so the prompt itself is the key
     (its position stands in when the text is empty).

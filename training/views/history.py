@@ -49,10 +49,6 @@ def history(request):
 
 
 def _table_context(filters: reports.HistoryFilters, page: reports.Page) -> dict:
-    for run in page.rows:
-        run.queue_text = charts.human_duration(run.queue_duration)
-        run.train_text = charts.human_duration(run.train_duration)
-        run.wall_text = charts.human_duration(run.wall_seconds)
     base = reverse("history")
     pager = {
         # On the first (or last) page already, "First" (or "Last") leads nowhere.
@@ -93,12 +89,6 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
     return {
         "choices": reports.filter_choices(user, visible),
         "totals": totals,
-        "totals_text": {
-            "queue_mean": charts.human_duration(totals.queue_mean),
-            "queue_p90": charts.human_duration(totals.queue_p90),
-            "train_mean": charts.human_duration(totals.train_mean),
-            "train_p90": charts.human_duration(totals.train_p90),
-        },
         "by_artist": _breakdown_rows(reports.by_artist(runs), lambda row: row["artist"]),
         "by_team": _breakdown_rows(reports.by_team(runs), lambda row: row["team"])
         if user.is_staff
@@ -121,11 +111,9 @@ def _summary_context(user, visible, runs, filters: reports.HistoryFilters) -> di
 
 
 def _breakdown_rows(rows: list[dict], label) -> list[dict]:
-    """Rows of a breakdown table: what the row is about, in words, and its durations."""
+    """Name what each row of a breakdown table is about, in words."""
     for row in rows:
         row["label"] = label(row)
-        row["queue_text"] = charts.human_duration(row["queue_mean"])
-        row["train_text"] = charts.human_duration(row["train_mean"])
     return rows
 
 

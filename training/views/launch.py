@@ -37,7 +37,17 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from training import access, budgets, forecast, params, preflight, quotes, request_params, services
+from training import (
+    access,
+    budgets,
+    display,
+    forecast,
+    params,
+    preflight,
+    quotes,
+    request_params,
+    services,
+)
 from training.forms import LaunchForm
 from training.fragments import page_or_fragment
 from training.models import ACTIVE_STATES, ScenarioModel, TrainingRun
@@ -57,11 +67,11 @@ _SECRETS_KEPT_FORMS = 5
 
 
 def describe_error(exc: ScenarioError) -> str:
-    """A remote failure in words a person can act on."""
+    """Say a remote failure in words a person can act on."""
     message = (getattr(exc, "message", "") or "").strip()[:_MAX_ERROR_CHARS]
     retry_after = getattr(exc, "retry_after", None)
     if getattr(exc, "status", None) == 429:
-        wait = f" in {int(retry_after) + 1} s" if retry_after else " in a moment"
+        wait = f" in {display.duration(int(retry_after) + 1)}" if retry_after else " in a moment"
         return f"Scenario is receiving too many requests. Try again{wait}."
     if getattr(exc, "transient", False):
         detail = f" ({message})" if message else ""
@@ -422,21 +432,13 @@ def _carried(request, form: LaunchForm) -> list[tuple[str, str]]:
 
 
 def _sent_in_words(form: LaunchForm) -> list[tuple[str, str]]:
-    """What Scenario will be sent, as (label, value) in the form's words; secrets hidden."""
+    """List what Scenario will be sent, as (label, value) in the form's words; secrets hidden."""
     shown = params.for_display(form.parameters)
-    rows = []
-    for f in form.family.form_fields:
-        if f.name not in shown:
-            continue
-        value = shown[f.name]
-        if isinstance(value, list):
-            value = "; ".join(str(item) for item in value)
-        elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        elif isinstance(value, int | float):
-            value = params.format_number(value)
-        rows.append((f.label, str(value)))
-    return rows
+    return [
+        (f.label, display.parameter_value(shown[f.name]))
+        for f in form.family.form_fields
+        if f.name in shown
+    ]
 
 
 def _preflight_refused(request, form: LaunchForm, quote: QuoteState) -> bool:
@@ -546,7 +548,8 @@ def launch_refresh(request):
         seconds = settings.MODEL_REFRESH_INTERVAL_SECONDS
         messages.info(
             request,
-            f"The models were refreshed less than {seconds:g} s ago. Try again in a moment.",
+            f"The models were refreshed less than {display.duration(seconds)} ago. "
+            "Try again in a moment.",
         )
     else:
         try:

@@ -35,6 +35,7 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from training import (
     access,
     budgets,
+    display,
     forecast,
     lifecycle,
     params,
@@ -55,7 +56,7 @@ from training.models import (
     TrainingRun,
 )
 from training.scenario import OutcomeUnknown, ResponseShapeError, ScenarioError
-from training.templatetags.monitoring import duration, person, unknown_remote_state
+from training.templatetags.monitoring import unknown_remote_state
 
 RECENTLY_FINISHED = 10
 BOARD_MAX_SHOWN = 1000
@@ -192,29 +193,20 @@ def _finished_message(run) -> str:
 
 
 def _finished_event(runs, user) -> dict:
-    """Return what the "run-finished" client event carries: a toast line for each run, and for the
-    viewer's own runs what a browser notification says and where its click leads."""
+    """Fill the "run-finished" client event: a toast line for each run, and for the viewer's
+    own runs what a browser notification says and where its click leads."""
     mine = [
         {
             "id": run.pk,
             "url": reverse("run_detail", args=[run.pk]),
             "model": run.model.name or run.model.remote_id,
             "outcome": FINAL_LABELS.get(run.state, run.state),
-            "duration": duration(_run_seconds(run)),
+            "duration": display.duration(display.took_seconds(run)),
         }
         for run in runs
         if run.created_by_id == user.pk
     ]
     return {"messages": [_finished_message(run) for run in runs], "runs": mine}
-
-
-def _run_seconds(run) -> float | None:
-    """Return how long a finished run took: its training, else launch to end."""
-    if run.train_duration is not None:
-        return run.train_duration
-    if run.finished_at is None:
-        return None
-    return (run.finished_at - run.created_at).total_seconds()
 
 
 def _newest_sample() -> QuerySet[EpochSample]:
@@ -412,7 +404,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
     history = _history(run)
     return {
         "run": run,
-        "who": person(run.created_by),
+        "who": display.person(run.created_by),
         "final": run.state in FINAL_STATES,
         "may_cancel": run.state in lifecycle.CANCELABLE_STATES and _may_manage(user, run),
         "timeline": _timeline(run, history),
@@ -625,12 +617,14 @@ def _run_and_rows(
 
 
 def _samples_context(user, run, samples: list[EpochSample], **extra) -> dict:
-    """Build the grid, with the epoch chosen for the model (read with the run, no query here)."""
+    """Lay out the grid, with the epoch chosen for the model (read with the run, no query)."""
     grid = _sample_grid(samples, run.parameters, run.epoch_names)
     in_use = _epoch_in_use(run, grid["epoch_rows"])
     for row in grid["epoch_rows"]:
         row["in_use"] = row["epoch"] == in_use
-    chosen_by = person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
+    chosen_by = (
+        display.person(run.selected_epoch_by) if run.selected_epoch_by_id is not None else ""
+    )
     return {
         "run": run,
         "final": run.state in FINAL_STATES,
@@ -678,8 +672,10 @@ def _trail_entries(rows: list[dict]) -> list[TrailEntry]:
     """Turn rows of RunEvent (TRAIL_FIELDS) into lines of the audit trail, naming who asked."""
     entries = []
     for row in rows:
-        name = f"{row['actor__first_name'] or ''} {row['actor__last_name'] or ''}".strip()
-        who = name or row["actor__username"] or SOURCE_NAMES.get(row["source"], "System")
+        name = display.name_of(
+            row["actor__first_name"], row["actor__last_name"], row["actor__username"]
+        )
+        who = name or SOURCE_NAMES.get(row["source"], "System")
         entries.append(
             TrailEntry(
                 row["at"], row["from_state"], row["to_state"], row["source"], who, row["message"]
@@ -713,7 +709,7 @@ def run_trail(request, pk):
 
 
 def _parameter_rows(run) -> list[dict]:
-    """List the run's parameters in the form's words, marked when they differ from the default.
+    """List the run's parameters in the form's words, each marked where it is not the default.
 
     Beside what was sent, what Scenario says the training uses (model.parameters), once it
     has said: a value it reports differently, or one it filled in unasked, is marked.
@@ -737,14 +733,14 @@ def _parameter_rows(run) -> list[dict]:
                 "name": name,
                 "label": field.label if (field := fields.get(name)) else name,
                 "sent": name in sent,
-                "value": params.display_value(shown[name]) if name in sent else "",
-                "default": params.display_value(defaults[name])
+                "value": display.parameter_value(shown[name]) if name in sent else "",
+                "default": display.parameter_value(defaults[name])
                 if known and name in defaults
                 else "",
                 "changed": name in sent
                 and known
                 and (name not in defaults or defaults[name] != value),
-                "remote": params.display_value(shown_remote[name])
+                "remote": display.parameter_value(shown_remote[name])
                 if remote is not None and name in remote
                 else "",
                 "differs": remote is not None
