@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.factories import add_samples, make_bare_model, make_sent_run
 from tests.fixtures.browser import save_screenshot
-from tests.test_views import add_samples, make_run
+from tests.helpers import HTMX
 from training import services
-from training.models import RunState, ScenarioModel
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
+from training.models import RunState
 
 
 def varies_and_is_not_stored(response) -> bool:
@@ -29,7 +28,7 @@ def varies_and_is_not_stored(response) -> bool:
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "fragment"])
 def test_history_varies_on_htmx_and_is_not_stored(client, alice, htmx):
-    make_run(alice, RunState.SUCCEEDED)
+    make_sent_run(alice, RunState.SUCCEEDED)
     client.force_login(alice)
     headers = {**HTMX, "HTTP_HX_TARGET": "history-table"} if htmx else {}
     response = client.get(reverse("history"), {"sort": "-billed"}, **headers)
@@ -39,9 +38,7 @@ def test_history_varies_on_htmx_and_is_not_stored(client, alice, htmx):
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "fragment"])
 def test_the_launch_page_varies_on_htmx_and_is_not_stored(client, alice, htmx):
-    model = ScenarioModel.objects.create(
-        remote_id="m-back", name="Back", type="flux.1-lora", training_images_number=4
-    )
+    model = make_bare_model("Back", images=4, remote_id="m-back")
     client.force_login(alice)
     response = client.get(reverse("launch"), {"model": model.remote_id}, **(HTMX if htmx else {}))
     assert response.status_code == 200
@@ -51,7 +48,7 @@ def test_the_launch_page_varies_on_htmx_and_is_not_stored(client, alice, htmx):
 @pytest.mark.parametrize("name", ["run_live", "run_samples", "run_trail"])
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "fragment"])
 def test_live_fragments_vary_on_htmx_and_are_not_stored(client, alice, name, htmx):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     add_samples(run)
     client.force_login(alice)
     response = client.get(reverse(name, args=[run.pk]), **(HTMX if htmx else {}))
@@ -61,7 +58,7 @@ def test_live_fragments_vary_on_htmx_and_are_not_stored(client, alice, name, htm
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "fragment"])
 def test_a_cancel_varies_on_htmx(client, alice, htmx):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     client.force_login(alice)
     response = client.post(reverse("run_cancel", args=[run.pk]), **(HTMX if htmx else {}))
     assert varies_and_is_not_stored(response)
@@ -113,7 +110,7 @@ def test_back_after_a_launch_shows_the_whole_launch_page(scenario, logged_in_pag
 @pytest.mark.browser
 def test_back_to_a_sorted_history_shows_the_whole_page(logged_in_page, alice):
     for _ in range(3):
-        make_run(alice, RunState.SUCCEEDED, cu_cost=12.5)
+        make_sent_run(alice, RunState.SUCCEEDED, cu_cost=12.5)
     page = logged_in_page(alice)
     page.goto("/history/")
     page.click("#history-table a[data-sort=billed]")

@@ -7,8 +7,7 @@ import shutil
 import pytest
 from kombu import Connection, Queue
 
-from tests.test_demo import free_port
-from tests.test_demo_redis import start_redis
+from tests.processes import free_port, start_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

@@ -9,22 +9,15 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from simulator.models import RequestLog
-from tests.test_history_factories import make_run
-from tests.test_launch import HTMX, estimate, post, quote_cost
-from tests.test_launch_helpers import make_model, read_form
-from training import services
-from training.models import RunState, ScenarioModel, TrainingRun
+from tests.factories import make_model, make_past_run
+from tests.fixtures.workers import launches
+from tests.helpers import HTMX_HEADERS, launched
+from tests.html import read_form
+from tests.launch_form import estimate, post, quote_cost
+from training.models import RunState, TrainingRun
 
 BUDGET = 2000
 OVERRUN = 40
-
-
-def triggers(model) -> int:
-    """Real (not dry-run) trains Scenario received for the model."""
-    return RequestLog.objects.filter(
-        method="PUT", path__endswith="/train", dry_run=False, model_id=model.remote_id
-    ).count()
 
 
 @pytest.fixture
@@ -33,8 +26,8 @@ def spent_1500(team_a, alice, dave):
     team_a.monthly_cu_budget = BUDGET
     team_a.save()
     now = timezone.now()
-    make_run(alice, "Billed", launched=now, quote=1250, cost=1200)
-    make_run(dave, "Queued", state=RunState.QUEUED, launched=now, quote=300)
+    make_past_run(alice, "Billed", launched=now, quote=1250, cost=1200)
+    make_past_run(dave, "Queued", state=RunState.QUEUED, launched=now, quote=300)
     return team_a
 
 
@@ -55,7 +48,7 @@ def test_the_dashboard_shows_the_teams_budget_bar(client, alice, spent_1500):
 
 @pytest.mark.django_db
 def test_the_dashboard_says_by_how_much_the_team_is_over(client, bob, spent_1500):
-    make_run(bob, "Big", launched=timezone.now(), cost=560)
+    make_past_run(bob, "Big", launched=timezone.now(), cost=560)
     client.force_login(bob)
     page = client.get(reverse("home")).content.decode()
     assert 'class="budget over"' in page and "Over by 60 CU" in page
@@ -64,7 +57,7 @@ def test_the_dashboard_says_by_how_much_the_team_is_over(client, bob, spent_1500
 @pytest.mark.django_db
 def test_the_board_refresh_does_not_carry_the_bar(client, alice, spent_1500):
     client.force_login(alice)
-    fragment = client.get(reverse("home_board"), headers=HTMX).content.decode()
+    fragment = client.get(reverse("home_board"), headers=HTMX_HEADERS).content.decode()
     assert 'id="board"' in fragment and 'class="budget' not in fragment
 
 
@@ -96,13 +89,6 @@ def test_the_picker_alone_has_no_quote_panel_and_no_bar(client, alice, spent_150
 # --- Over budget, against the simulator -----------------------------------------------------
 
 
-@pytest.fixture
-def knight(scenario):
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
-
-
 def spend_up_to_overrun(client, model, user, overrun=OVERRUN) -> float:
     """Give Team A a 2,000 CU budget with just enough spent that the default quote goes
     `overrun` CU past it; return the quote."""
@@ -110,7 +96,7 @@ def spend_up_to_overrun(client, model, user, overrun=OVERRUN) -> float:
     team = user.membership.team
     team.monthly_cu_budget = BUDGET
     team.save()
-    make_run(user, "Earlier", launched=timezone.now(), cost=BUDGET - cost + overrun)
+    make_past_run(user, "Earlier", launched=timezone.now(), cost=BUDGET - cost + overrun)
     return cost
 
 
@@ -165,11 +151,11 @@ def test_an_artists_over_budget_launch_is_refused_in_words(scenario, client, ali
     )
     # Asking to override does not help an artist.
     data["override_budget"] = ["true"]
-    page = post(client, knight, action="launch", base=data, headers=HTMX).content.decode()
+    page = post(client, knight, action="launch", base=data, headers=HTMX_HEADERS).content.decode()
     assert "Only a team lead can launch past the budget." in page
     assert '<form id="launch-form"' in page and "<html" not in page
     assert not TrainingRun.objects.filter(model=knight).exists()
-    assert triggers(knight) == 0
+    assert launches(knight) == 0
 
 
 def test_the_lead_is_offered_an_explicit_override(scenario, client, bob, knight):
@@ -235,10 +221,5 @@ def test_the_leads_override_launches_and_the_trail_names_the_lead(
         "2,000 CU already spent or committed this month."
     )
     # The worker sends exactly one trigger to Scenario.
-    drive(lambda: _launched(run), describe=lambda: run.state)
-    assert triggers(knight) == 1
-
-
-def _launched(run) -> bool:
-    run.refresh_from_db()
-    return bool(run.job_id) or run.state in (RunState.QUEUED, RunState.RUNNING) or run.is_final
+    drive(lambda: launched(run), describe=lambda: run.state)
+    assert launches(knight) == 1

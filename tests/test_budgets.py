@@ -8,7 +8,7 @@ import pytest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from tests.test_history_factories import make_model, make_run
+from tests.factories import make_bare_model, make_past_run
 from training import budgets, services
 from training.models import RunState, TrainingRun
 
@@ -27,16 +27,16 @@ def budgeted(team_a):
 @pytest.fixture
 def spending(budgeted, alice, dave, charlie):
     """Team A this month: 30 billed + 25 quoted on active runs = 55 of 100."""
-    make_run(alice, "Billed", launched=THIS_MONTH, quote=22, cost=20)
-    make_run(dave, "Failed but billed", state=RunState.FAILED, launched=THIS_MONTH, cost=10)
-    make_run(alice, "Queued", state=RunState.QUEUED, launched=THIS_MONTH, quote=15)
-    make_run(alice, "Draft", state=RunState.DRAFT, launched=THIS_MONTH, quote=10)
+    make_past_run(alice, "Billed", launched=THIS_MONTH, quote=22, cost=20)
+    make_past_run(dave, "Failed but billed", state=RunState.FAILED, launched=THIS_MONTH, cost=10)
+    make_past_run(alice, "Queued", state=RunState.QUEUED, launched=THIS_MONTH, quote=15)
+    make_past_run(alice, "Draft", state=RunState.DRAFT, launched=THIS_MONTH, quote=10)
     # Costs nothing: canceled or failed before any bill.
-    make_run(alice, "Canceled", state=RunState.CANCELED, launched=THIS_MONTH, quote=40)
-    make_run(dave, "Failed", state=RunState.FAILED, launched=THIS_MONTH, quote=40)
+    make_past_run(alice, "Canceled", state=RunState.CANCELED, launched=THIS_MONTH, quote=40)
+    make_past_run(dave, "Failed", state=RunState.FAILED, launched=THIS_MONTH, quote=40)
     # Not this month, not this team.
-    make_run(alice, "February", launched=LAST_MONTH, quote=50, cost=50)
-    make_run(charlie, "Team B", launched=THIS_MONTH, quote=60, cost=60)
+    make_past_run(alice, "February", launched=LAST_MONTH, quote=50, cost=50)
+    make_past_run(charlie, "Team B", launched=THIS_MONTH, quote=60, cost=60)
     return budgeted
 
 
@@ -48,7 +48,7 @@ def test_spent_counts_bills_plus_quotes_of_runs_not_billed_yet(spending):
 
 
 def test_a_launch_that_never_started_costs_nothing_whatever_its_quote(spending, alice):
-    make_run(alice, "Refused", state=RunState.NOT_STARTED, launched=THIS_MONTH, quote=40)
+    make_past_run(alice, "Refused", state=RunState.NOT_STARTED, launched=THIS_MONTH, quote=40)
     status = budgets.status_for(spending, now=NOW)
     assert (status.billed, status.committed, status.spent) == (30, 25, 55)
     # It leaves room for the launch that does go ahead.
@@ -69,15 +69,15 @@ def test_the_month_follows_the_dashboard_time_zone(settings):
 
 
 def test_the_bar_turns_amber_near_the_limit_and_red_past_it(spending, alice):
-    make_run(alice, "More", launched=THIS_MONTH, cost=30)
+    make_past_run(alice, "More", launched=THIS_MONTH, cost=30)
     assert budgets.status_for(spending, now=NOW).level == "near"
-    make_run(alice, "Too much", launched=THIS_MONTH, cost=30)
+    make_past_run(alice, "Too much", launched=THIS_MONTH, cost=30)
     status = budgets.status_for(spending, now=NOW)
     assert (status.level, status.percent, status.remaining) == ("over", 100.0, -15)
 
 
 def test_a_team_without_a_budget_is_unlimited(team_b, charlie):
-    make_run(charlie, "Anything", launched=THIS_MONTH, cost=5000)
+    make_past_run(charlie, "Anything", launched=THIS_MONTH, cost=5000)
     status = budgets.status_for(team_b, now=NOW)
     assert (status.limited, status.level, status.remaining) == (False, "unlimited", None)
     assert budgets.check(team_b, 1_000_000, now=NOW) is None
@@ -97,7 +97,7 @@ def test_a_quote_over_the_budget_is_refused_with_the_figures(spending):
 
 def test_without_a_quote_only_a_team_already_at_its_budget_is_refused(spending, alice):
     assert budgets.check(spending, None, now=NOW) is None
-    make_run(alice, "Rest", launched=THIS_MONTH, cost=45)
+    make_past_run(alice, "Rest", launched=THIS_MONTH, cost=45)
     assert budgets.check(spending, None, now=NOW) == (
         "Team A has used 100 of its 100 CU budget this month. A team lead can override."
     )
@@ -147,7 +147,7 @@ def test_the_budget_bar_partial(spending):
 
 
 def test_the_budget_bar_says_by_how_much_a_team_is_over(spending, alice):
-    make_run(alice, "Big", launched=THIS_MONTH, cost=70)
+    make_past_run(alice, "Big", launched=THIS_MONTH, cost=70)
     html = render_to_string(
         "training/_budget.html", {"budget": budgets.status_for(spending, now=NOW)}
     )
@@ -169,13 +169,13 @@ def test_the_history_page_shows_the_budget_of_the_readers_team(client, spending,
 
 @pytest.fixture
 def open_model():
-    return make_model("Castle", "flux.1-lora")
+    return make_bare_model("Castle", "flux.1-lora")
 
 
 @pytest.fixture
 def nearly_spent(budgeted, alice):
     """Team A has 90 of its 100 CU spent this month."""
-    make_run(alice, "Earlier", launched=timezone.now(), cost=90)
+    make_past_run(alice, "Earlier", launched=timezone.now(), cost=90)
     return budgeted
 
 

@@ -11,12 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 pytestmark = [

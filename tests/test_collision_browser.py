@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import mirror
 from tests.fixtures.browser import save_screenshot
-from tests.fixtures.workers import mirror, reload
+from tests.fixtures.workers import reload
 from training import services
 from training.models import RunState
 

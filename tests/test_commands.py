@@ -13,7 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from simulator.models import RequestLog
-from tests.fixtures.workers import make_run, mirror, worker_environment
+from tests.factories import make_bare_model, make_run, mirror
+from tests.fixtures.workers import worker_environment
 from training.models import Membership, RunState, ScenarioModel, Team, TrainingRun
 
 S = RunState
@@ -27,9 +28,7 @@ def run_command(*args) -> str:
 
 @pytest.fixture
 def model(db):
-    return ScenarioModel.objects.create(
-        remote_id="model_knight", name="Knight", type="flux.1-lora", training_images_number=4
-    )
+    return make_bare_model("Knight", images=4, remote_id="model_knight")
 
 
 # --- member ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.test_history_factories import at, make_run
+from tests.factories import at, make_past_run
 
 COMPARE = reverse("compare")
 
@@ -15,7 +15,7 @@ COMPARE = reverse("compare")
 @pytest.fixture
 def trio(alice, dave):
     """Three runs of one style at different learning rates and epochs."""
-    first = make_run(
+    first = make_past_run(
         alice,
         "Castle",
         launched=at("2025-02-01"),
@@ -27,7 +27,7 @@ def trio(alice, dave):
         prompts=("a castle at dawn", "a castle at night"),
         parameters={"learningRate": 1e-4, "nbEpochs": 2, "rank": 16},
     )
-    second = make_run(
+    second = make_past_run(
         dave,
         "Castle",
         launched=at("2025-02-02"),
@@ -39,7 +39,7 @@ def trio(alice, dave):
         prompts=("a castle at night", "a castle at dawn"),
         parameters={"learningRate": 2e-4, "nbEpochs": 3, "rank": 16},
     )
-    third = make_run(
+    third = make_past_run(
         alice,
         "Castle",
         state="failed",
@@ -148,7 +148,7 @@ def test_a_bad_selection_gets_a_clear_message_not_a_500(client, alice, runs, mes
 
 
 def test_runs_of_another_team_are_refused_without_telling_them_apart(client, alice, charlie, trio):
-    other = make_run(charlie, "Desert")
+    other = make_past_run(charlie, "Desert")
     response = compare(client, alice, [trio[0].pk, other.pk, 999_999])
     assert response.status_code == 404
     assert (
@@ -159,7 +159,7 @@ def test_runs_of_another_team_are_refused_without_telling_them_apart(client, ali
 
 
 def test_staff_compare_across_teams(client, staff, charlie, trio):
-    other = make_run(charlie, "Desert")
+    other = make_past_run(charlie, "Desert")
     response = compare(client, staff, [trio[0].pk, other.pk])
     assert response.status_code == 200
 

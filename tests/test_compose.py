@@ -9,13 +9,13 @@ import re
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from django.core.management import get_commands
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT
+
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 APP_SERVICES = {name: s for name, s in SERVICES.items() if s.get("image") == "training-dashboard"}

@@ -7,7 +7,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from tests.datasets_files import TEXT_FILE, near_twin, picture
-from tests.test_launch import estimate, post, read_form
+from tests.html import read_form
+from tests.launch_form import estimate, post
 from training import datasets
 from training.models import DatasetImage, ScenarioModel, TrainingRun
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import ROOT, child_pids, free_port
 
 
 class Demo:
@@ -62,21 +55,6 @@ class Demo:
         """Wait for the logins printed once everything is up; returns the output until then."""
         self.wait_for(r"Press Ctrl-C to stop\.\n")
         return self.output()
-
-
-def child_pids(data_dir: Path) -> list[str]:
-    found = subprocess.run(
-        ["pgrep", "-f", "celery -A dashboard|runserver"], capture_output=True, text=True
-    ).stdout.split()
-    ours = []
-    for pid in found:
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if f"DASHBOARD_DATA_DIR={data_dir}".encode() in environ:
-            ours.append(pid)
-    return ours
 
 
 def wait_for_children_to_exit(data_dir: Path, seconds: float = 8) -> list[str]:

@@ -15,32 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_demo import ROOT, child_pids, free_port
+from tests.processes import ROOT, child_pids, free_port, start_redis
 
 pytestmark = [
     pytest.mark.worker,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
-
-
-def start_redis(port: int, folder: Path) -> subprocess.Popen:
-    """An empty Redis that keeps nothing on disk, answering PING before this returns."""
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ping = subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
-        ).stdout
-        if "PONG" in ping:
-            return process
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail("redis-server did not start")
 
 
 def polls_since(database: Path, model_id: str, moment: datetime) -> int:

@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from simulator import clock
 from simulator.lifecycle import Schedule
-from tests.fixtures.workers import make_run, mirror, reload
+from tests.factories import make_run, mirror
+from tests.fixtures.workers import reload
 from training import services
-from training.models import RunState, ScenarioModel, TeamHooks
+from training.models import RunState, TeamHooks
 
 S = RunState
 TOKEN = "doorbell-token-of-team-a"
@@ -23,11 +24,6 @@ LONG_POLL_SECONDS = 12.0
 @pytest.fixture
 def hooks(team_a):
     return TeamHooks.objects.create(team=team_a, doorbell_token=TOKEN)
-
-
-@pytest.fixture
-def model(db):
-    return ScenarioModel.objects.create(remote_id="model_knight", name="Knight", type="flux.1-lora")
 
 
 def ring(client, token=TOKEN, payload=None, **extra):

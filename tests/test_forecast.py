@@ -8,9 +8,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.fixtures.workers import make_run, mirror, reload
+from tests.factories import make_bare_model, make_run, mirror
+from tests.fixtures.workers import reload
 from training import forecast, services
-from training.models import RunState, ScenarioModel, Team
+from training.models import RunState, Team
 
 S = RunState
 
@@ -18,9 +19,7 @@ S = RunState
 def seed_history(
     user, *, images: int, trains: list[float], queue: float = 30.0, type_="flux.1-lora"
 ):
-    model = ScenarioModel.objects.create(
-        remote_id=f"seed-{images}-{type_}", type=type_, training_images_number=images
-    )
+    model = make_bare_model(model_type=type_, images=images, remote_id=f"seed-{images}-{type_}")
     for seconds in trains:
         make_run(
             user, model, state=S.SUCCEEDED, queue_duration=queue, train_duration=seconds,
@@ -33,9 +32,7 @@ def test_it_forecasts_from_the_p50_and_p90_of_runs_like_the_new_one(alice, db):
     seed_history(alice, images=6, trains=[60.0 * n for n in range(1, 11)])  # 1 to 10 minutes
     seed_history(alice, images=60, trains=[9999.0] * 10)  # another dataset size: left out
     seed_history(alice, images=6, trains=[9999.0] * 10, type_="sdxl-lora")  # another type
-    new = ScenarioModel.objects.create(
-        remote_id="new", type="flux.1-lora", training_images_number=5
-    )
+    new = make_bare_model(images=5, remote_id="new")
     now = timezone.now()
     result = forecast.for_launch(alice.membership.team, new, now)
     assert result.runs == 10 and not result.thin

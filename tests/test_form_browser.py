@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
+from tests.factories import make_run
 from tests.fixtures.browser import save_screenshot
 from training import services
 from training.models import ScenarioModel, TrainingRun
@@ -134,13 +135,13 @@ def test_over_budget_the_artist_cannot_launch_and_the_lead_overrides(
 ):
     from django.utils import timezone
 
-    from tests.test_history_factories import make_run
+    from tests.factories import make_past_run
 
     team = alice.membership.team
     team.monthly_cu_budget = 2000
     team.save()
     castle = synced_models["Castle style"]
-    make_run(alice, launched=timezone.now(), cost=1990, model=castle, model_type=castle.type)
+    make_past_run(alice, launched=timezone.now(), cost=1990, model=castle, model_type=castle.type)
     knight = synced_models["Knight portraits"]
     page = browser_page
 
@@ -222,10 +223,7 @@ def test_the_form_keeps_a_typed_key_out_of_the_page_and_says_who_is_training(
     browser_page, live_server, client, alice, bob, synced_models
 ):
     knight = synced_models["Knight portraits"]
-    run = TrainingRun.objects.create(
-        created_by=bob, team=bob.membership.team, model=knight, model_type=knight.type,
-        state="queued",
-    )  # fmt: skip
+    run = make_run(bob, knight, "queued")
     key = "wandb-browser-0123456789abcdef01234567"
     page = browser_page
     _sign_in(page, client, alice, live_server)

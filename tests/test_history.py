@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.test_history_factories import at, make_model, make_run, seed_known_runs
+from tests.factories import at, make_bare_model, make_past_run, seed_known_runs
 from training import reports
 from training.access import visible_runs
 from training.models import RunState, TrainingRun
@@ -199,7 +199,7 @@ def many_runs(alice, dave):
     runs = []
     for i in range(23):
         runs.append(
-            make_run(
+            make_past_run(
                 alice if i % 2 else dave,
                 f"Model {i % 5}",
                 model_type=("flux.1-lora", "sd-xl-lora", "sd-1_5-lora")[i % 3],
@@ -370,7 +370,7 @@ def test_the_page_shows_the_totals(client, alice, known_runs):
 @pytest.fixture
 def refused(known_runs, bob):
     """A launch of team A that Scenario refused: quoted, never trained, never billed."""
-    run = make_run(
+    run = make_past_run(
         bob, "Castle LoRA", state=RunState.NOT_STARTED, launched=at("2025-03-04"), quote=25,
         model=known_runs["castle"].model,
     )  # fmt: skip
@@ -504,7 +504,7 @@ def _history_queries(client, params):
 def test_the_page_uses_as_many_queries_for_1000_runs_as_for_10(
     client, alice, dave, params, django_assert_num_queries
 ):
-    model = make_model("Model")
+    model = make_bare_model("Model")
     _bulk_runs(alice, 5, model)
     _bulk_runs(dave, 5, model)
     client.force_login(alice)

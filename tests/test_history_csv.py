@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.test_history_factories import make_run, seed_known_runs
+from tests.factories import make_past_run, seed_known_runs
 from training import reports
 from training.models import RunState, TrainingRun
 
@@ -69,11 +69,11 @@ def test_a_row_holds_the_run_figures(client, staff, known_runs):
 
 
 def test_the_outcome_says_why_a_run_failed_or_never_started(client, staff, alice):
-    refused = make_run(alice, "Creature concepts", state=RunState.NOT_STARTED, quote=40)
-    failed = make_run(alice, "Doomed", state=RunState.FAILED, quote=40)
+    refused = make_past_run(alice, "Creature concepts", state=RunState.NOT_STARTED, quote=40)
+    failed = make_past_run(alice, "Doomed", state=RunState.FAILED, quote=40)
     TrainingRun.objects.filter(pk=refused.pk).update(error_message="Model is already training")
     TrainingRun.objects.filter(pk=failed.pk).update(error_message="training diverged")
-    running = make_run(alice, "Going", state=RunState.RUNNING)
+    running = make_past_run(alice, "Going", state=RunState.RUNNING)
     _, rows = export(client, staff)
     by_id = {row["id"]: row for row in rows}
     assert by_id[str(refused.pk)]["state"] == "not_started"
@@ -101,13 +101,13 @@ def test_it_exports_only_what_the_reader_may_see(client, charlie, known_runs):
 
 
 def test_names_with_commas_quotes_and_new_lines_survive(client, staff, alice):
-    make_run(alice, 'Castle, "v4"\nnew line')
+    make_past_run(alice, 'Castle, "v4"\nnew line')
     _, rows = export(client, staff)
     assert rows[0]["model"] == 'Castle, "v4"\nnew line'
 
 
 def test_a_name_that_a_spreadsheet_would_run_as_a_formula_is_defused(client, staff, alice):
-    make_run(alice, '=HYPERLINK("http://x")')
+    make_past_run(alice, '=HYPERLINK("http://x")')
     _, rows = export(client, staff)
     assert rows[0]["model"] == '\'=HYPERLINK("http://x")'
 

@@ -43,8 +43,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.models import SimJob
+from tests.factories import add_samples, make_sent_run
 from tests.fixtures.simulator import TEST_API_KEY, TEST_API_SECRET
-from tests.test_views import add_samples, make_run
+from tests.helpers import forged_cursor
 from training import reports, services
 from training.models import RunState, ScenarioModel
 
@@ -54,12 +55,6 @@ SIMULATOR_BODY_KEYS = ("name", "type", "epoch", "action", "assetId", "data", "pa
 ROLES = ("anonymous", "alice", "bob", "charlie", "admin")
 METHODS = ("GET", "POST", "PUT")
 ARTIFACT = Path(django_settings.BASE_DIR) / "test-artifacts" / "hostile-input.json"
-
-
-def forged_cursor(*items) -> str:
-    """A cursor shaped like reports.encode_cursor's, around values it never writes."""
-    raw = json.dumps(list(items)).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 # One value of each kind of trouble: the sweep puts each into every parameter.
@@ -237,10 +232,10 @@ def world(scenario, alice, bob, charlie, staff):
     remote = scenario.create_model("Hostile portrait", images=3)
     services.sync_models(scenario.client())
     model = ScenarioModel.objects.get(remote_id=remote.id)
-    done = make_run(alice, RunState.SUCCEEDED)
+    done = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(done)
-    running = make_run(alice, RunState.RUNNING)
-    theirs = make_run(charlie, RunState.SUCCEEDED)
+    running = make_sent_run(alice, RunState.RUNNING)
+    theirs = make_sent_run(charlie, RunState.SUCCEEDED)
     scenario.client().trigger(remote.id, {"nbEpochs": 1})
     job = SimJob.objects.filter(model_id=remote.id).latest("requested_at")
     sample = done.samples.first()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
@@ -10,16 +9,12 @@ from django.urls import reverse
 
 from simulator import faults
 from simulator.models import RequestLog
-from tests.test_launch_helpers import IMAGES, make_model, read_form
-from training import params, services
-from training.models import RunState, ScenarioModel, TrainingRun
-
-URL = "/launch/"
-HTMX = {"HX-Request": "true"}
-
-
-def sim_requests(**filters):
-    return RequestLog.objects.filter(path__endswith="/train", **filters)
+from tests.factories import IMAGES, make_model, make_run
+from tests.helpers import HTMX_HEADERS, launched
+from tests.html import read_form
+from tests.launch_form import URL, estimate, page_form, post, quote_cost, sim_requests
+from training import params
+from training.models import TrainingRun
 
 
 def shown(value) -> str:
@@ -27,29 +22,6 @@ def shown(value) -> str:
     if value is None:
         return ""
     return params.format_number(value) if isinstance(value, int | float) else str(value)
-
-
-def page_form(client, model):
-    response = client.get(URL, {"model": model.remote_id})
-    assert response.status_code == 200
-    return read_form(response)
-
-
-def post(client, model, values=None, action="", headers=None, base=None):
-    """Post the form as a browser would: what the page showed, changed by `values`."""
-    data = dict(base) if base is not None else page_form(client, model).post_data()
-    data["model"] = [model.remote_id]
-    for name, value in (values or {}).items():
-        data[name] = value if isinstance(value, list) else [value]
-    if action:
-        data["action"] = [action]
-    return client.post(URL, data, headers=headers or {})
-
-
-def quote_cost(response) -> float:
-    match = re.search(r'data-quote-cost="([^"]+)"', response.content.decode())
-    assert match, "no quote on the page"
-    return float(match.group(1))
 
 
 # --- The picker -----------------------------------------------------------------------------
@@ -93,7 +65,7 @@ def test_another_teams_model_cannot_be_opened(client, alice, team_b):
 def test_picking_a_model_with_htmx_swaps_the_body_only(client, alice):
     model = make_model("elevenlabs-voice")
     client.force_login(alice)
-    response = client.get(URL, {"model": model.remote_id}, headers=HTMX)
+    response = client.get(URL, {"model": model.remote_id}, headers=HTMX_HEADERS)
     body = response.content.decode()
     assert body.lstrip().startswith('<div class="launch" id="launch-body">')
     assert "<html" not in body and 'id="params-elevenlabs-voice"' in body
@@ -203,7 +175,7 @@ def test_a_field_is_checked_when_it_is_left(client, alice):
     client.force_login(alice)
     data = {**page_form(client, model).post_data(), "model": model.remote_id, "rank": "65"}
     response = client.post(
-        reverse("launch_validate"), data, headers={**HTMX, "HX-Trigger-Name": "rank"}
+        reverse("launch_validate"), data, headers={**HTMX_HEADERS, "HX-Trigger-Name": "rank"}
     )
     body = response.content.decode()
     assert 'id="err-rank" hx-swap-oob="true"' in body
@@ -291,20 +263,6 @@ def test_a_forged_quote_is_ignored(client, alice):
 # --- Must show 4: dry run and launch against the simulator ------------------------------------
 
 
-@pytest.fixture
-def knight(scenario):
-    """A Flux LoRA model with 12 images on the simulator, mirrored locally."""
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
-
-
-def estimate(client, model, values=None, headers=None):
-    response = post(client, model, values, "estimate", headers=headers)
-    assert response.status_code == 200
-    return response
-
-
 def test_the_quote_shown_is_the_simulators(scenario, client, alice, knight):
     client.force_login(alice)
     values = {"nbEpochs": "8", "samplePrompts": ["a knight", "a horse"]}
@@ -321,12 +279,6 @@ def test_identical_estimates_are_asked_once(scenario, client, alice, knight):
     assert first == second and sim_requests(dry_run=True).count() == 1
     estimate(client, knight, {"rank": "8"})
     assert sim_requests(dry_run=True).count() == 2
-
-
-def launched(run) -> bool:
-    """The worker has sent the run's trigger and Scenario took it."""
-    run.refresh_from_db()
-    return bool(run.job_id) or run.state in (RunState.QUEUED, RunState.RUNNING) or run.is_final
 
 
 @pytest.mark.worker
@@ -364,7 +316,7 @@ def test_a_double_submit_makes_one_run(
     data = read_form(estimate(client, knight)).post_data()
     first = post(client, knight, action="launch", base=data)
     second = post(client, knight, action="launch", base=data)
-    third = post(client, knight, action="launch", base=data, headers=HTMX)
+    third = post(client, knight, action="launch", base=data, headers=HTMX_HEADERS)
     run = TrainingRun.objects.get()
     assert first["Location"] == second["Location"] == reverse("run_detail", args=[run.pk])
     assert third["HX-Redirect"] == reverse("run_detail", args=[run.pk])
@@ -422,7 +374,7 @@ def test_an_unavailable_scenario_shows_in_words(scenario, client, alice, knight)
 
 def test_an_htmx_estimate_returns_the_form_only(scenario, client, alice, knight):
     client.force_login(alice)
-    body = estimate(client, knight, headers=HTMX).content.decode()
+    body = estimate(client, knight, headers=HTMX_HEADERS).content.decode()
     assert '<form id="launch-form"' in body and "<html" not in body
     assert "quote-panel ready" in body
 
@@ -444,14 +396,7 @@ def test_the_refresh_button_resyncs_the_models(scenario, client, alice, settings
 
 
 def past_run(user, model, parameters):
-    return TrainingRun.objects.create(
-        created_by=user,
-        team=user.membership.team,
-        model=model,
-        model_type=model.type,
-        parameters=parameters,
-        state="succeeded",
-    )
+    return make_run(user, model, "succeeded", parameters=parameters)
 
 
 @pytest.mark.django_db
@@ -484,7 +429,7 @@ def test_train_again_is_for_runs_the_user_may_see(client, alice, charlie):
 def test_an_htmx_post_for_a_model_without_images_reloads_the_page(client, alice):
     empty = make_model("flux.1-lora", images=0)
     client.force_login(alice)
-    response = post(client, empty, base={}, action="estimate", headers=HTMX)
+    response = post(client, empty, base={}, action="estimate", headers=HTMX_HEADERS)
     assert response["HX-Redirect"] == f"{URL}?model={empty.remote_id}"
 
 

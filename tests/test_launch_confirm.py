@@ -6,22 +6,11 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.test_launch import HTMX, URL, estimate, post, quote_cost
-from tests.test_launch_helpers import make_model, read_form
-from training import services
-from training.models import RunState, ScenarioModel, TrainingRun
-
-
-@pytest.fixture
-def knight(scenario):
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
-
-
-def page_of(response) -> str:
-    return response.content.decode()
-
+from tests.factories import make_model, make_run
+from tests.helpers import HTMX_HEADERS, page_of
+from tests.html import read_form
+from tests.launch_form import URL, estimate, post, quote_cost
+from training.models import RunState, TrainingRun
 
 # --- The confirmation -----------------------------------------------------------------------
 
@@ -68,7 +57,7 @@ def test_the_confirmation_goes_back_to_the_form_with_its_values(scenario, client
 def test_with_htmx_the_confirmation_replaces_the_form_in_place(scenario, client, alice, knight):
     client.force_login(alice)
     data = read_form(estimate(client, knight)).post_data()
-    body = page_of(post(client, knight, action="confirm", base=data, headers=HTMX))
+    body = page_of(post(client, knight, action="confirm", base=data, headers=HTMX_HEADERS))
     opening = '<form id="launch-form" class="card launch-form launch-confirm"'
     assert body.lstrip().startswith(opening)
     assert "<html" not in body and 'value="launch"' in body
@@ -86,9 +75,7 @@ def test_the_form_launch_button_does_not_launch_by_itself(scenario, client, alic
 
 
 def active_run(user, model, state):
-    return TrainingRun.objects.create(
-        created_by=user, team=user.membership.team, model=model, model_type=model.type, state=state
-    )
+    return make_run(user, model, state)
 
 
 @pytest.mark.django_db

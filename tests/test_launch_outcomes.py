@@ -7,7 +7,6 @@ except where a real worker must race a hanging trigger.
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,8 @@ from django.utils import timezone
 
 from simulator import faults
 from simulator.models import RequestLog, SimJob
-from tests.fixtures.workers import launches, mirror
+from tests.fixtures.workers import launches
+from tests.helpers import poll_until_final, quick_knight
 from training import budgets, services
 from training.models import RunState, TrainingRun
 
@@ -24,24 +24,13 @@ S = RunState
 
 @pytest.fixture
 def knight(scenario):
-    scenario.set_speed(300)  # a training takes about a second
-    return mirror(scenario.create_model("Knight", images=2))
+    return quick_knight(scenario)
 
 
 def launch(user, model, **parameters) -> TrainingRun:
     return services.launch_run(
         user=user, model=model, parameters=parameters, quote_cost=120.0, quote_discount=0.0
     )
-
-
-def poll_until_final(run, *, polls=400, pause=0.05) -> TrainingRun:
-    for _ in range(polls):
-        services.poll_run(run.pk)
-        run.refresh_from_db()
-        if run.is_final:
-            return run
-        time.sleep(pause)
-    pytest.fail(f"run {run.pk} is still {run.state} ({run.stage})")
 
 
 def the_job(model) -> SimJob:

@@ -11,22 +11,15 @@ from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 
 from simulator.models import RequestLog
-from tests.test_history_factories import make_run
-from tests.test_launch import estimate, launched, post, quote_cost, sim_requests
-from tests.test_launch_helpers import make_model, read_form
-from training import quotes, services
+from tests.factories import make_model, make_past_run
+from tests.helpers import launched
+from tests.html import read_form
+from tests.launch_form import estimate, post, quote_cost, sim_requests
+from training import quotes
 from training.forms import LaunchForm
-from training.models import Quote, ScenarioModel, TrainingRun
+from training.models import Quote, TrainingRun
 
 BUDGET = 2000
-
-
-@pytest.fixture
-def knight(scenario):
-    """A Flux LoRA model with 12 images on the simulator, mirrored locally."""
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
 
 
 def quote_panel(response) -> str:
@@ -143,7 +136,9 @@ def test_it_refuses_a_correctly_signed_forged_quote_of_the_old_format(
     cost = Quote.objects.get().cost
     alice.membership.team.monthly_cu_budget = BUDGET
     alice.membership.team.save()
-    make_run(alice, launched=timezone.now(), cost=BUDGET - cost / 2)  # the real quote won't fit
+    make_past_run(
+        alice, launched=timezone.now(), cost=BUDGET - cost / 2
+    )  # the real quote won't fit
     # What an artist could sign with a known secret key: the right digest, a price of 0.
     sent = LaunchForm(knight, data=MultiValueDict(data)).parameters
     forged = signing.dumps(

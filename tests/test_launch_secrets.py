@@ -7,23 +7,14 @@ import pytest
 from django.urls import reverse
 
 from simulator.models import SimJob
-from tests.test_launch import HTMX, URL, estimate, launched, post, sim_requests
-from tests.test_launch_helpers import make_model, read_form
+from tests.factories import make_model, make_run
+from tests.helpers import HTMX_HEADERS, launched, page_of
+from tests.html import read_form
+from tests.launch_form import URL, estimate, post, sim_requests
 from training import params, services
-from training.models import RunState, ScenarioModel, TrainingRun
+from training.models import RunState, TrainingRun
 
 KEY = "wandb-5f0c1e2d3b4a69788796a5b4c3d2e1f0"  # 38 characters, within the 40 allowed
-
-
-@pytest.fixture
-def knight(scenario):
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
-
-
-def page_of(response) -> str:
-    return response.content.decode()
 
 
 # --- Never rendered back --------------------------------------------------------------------
@@ -31,7 +22,7 @@ def page_of(response) -> str:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("action", ["preset:medium", "add_prompt", "remove_prompt:0", ""])
-@pytest.mark.parametrize("headers", [{}, HTMX], ids=["plain", "htmx"])
+@pytest.mark.parametrize("headers", [{}, HTMX_HEADERS], ids=["plain", "htmx"])
 def test_the_key_is_not_sent_back_after_a_preset_or_a_prompt(client, alice, action, headers):
     model = make_model("flux.1-lora")
     client.force_login(alice)
@@ -55,7 +46,7 @@ def test_the_key_is_not_sent_back_after_an_estimate_nor_by_a_field_check(
     assert KEY not in page_of(response) and "A key is set" in page_of(response)
     data = read_form(response).post_data()
     checked = client.post(
-        reverse("launch_validate"), {**data, "model": knight.remote_id}, headers=HTMX
+        reverse("launch_validate"), {**data, "model": knight.remote_id}, headers=HTMX_HEADERS
     )
     # The kept key is part of what was quoted: the quote is still good without retyping it.
     assert KEY not in page_of(checked) and 'name="quote_id"' in page_of(checked)
@@ -129,13 +120,7 @@ def test_the_key_reaches_scenario_on_the_launch_and_the_run_then_forgets_it(
 @pytest.mark.django_db
 def test_a_run_keeps_the_key_while_sending_and_forgets_it_after(alice):
     model = make_model("flux.1-lora")
-    run = TrainingRun.objects.create(
-        created_by=alice,
-        team=alice.membership.team,
-        model=model,
-        model_type=model.type,
-        parameters={"rank": 16, "wandbKey": KEY},
-    )
+    run = make_run(alice, model, parameters={"rank": 16, "wandbKey": KEY})
     sending = services.transition(
         run, RunState.SUBMITTING, expected=[RunState.DRAFT], source="worker"
     )
@@ -149,13 +134,7 @@ def test_a_run_keeps_the_key_while_sending_and_forgets_it_after(alice):
 @pytest.mark.django_db
 def test_a_run_canceled_before_it_was_sent_forgets_the_key(alice):
     model = make_model("flux.1-lora")
-    run = TrainingRun.objects.create(
-        created_by=alice,
-        team=alice.membership.team,
-        model=model,
-        model_type=model.type,
-        parameters={"wandbKey": KEY},
-    )
+    run = make_run(alice, model, parameters={"wandbKey": KEY})
     assert services.request_cancel(run, alice)
     run.refresh_from_db()
     assert run.state == RunState.CANCELED and run.parameters == {"wandbKey": params.REDACTED}

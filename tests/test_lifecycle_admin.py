@@ -5,16 +5,14 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.factories import make_bare_model, make_run
 from training import services
-from training.models import RunState, ScenarioModel, TrainingRun
+from training.models import RunState
 
 
 @pytest.fixture
 def run(alice):
-    model = ScenarioModel.objects.create(remote_id="model_k", name="Knight", type="flux.1-lora")
-    run = TrainingRun.objects.create(
-        created_by=alice, team=alice.membership.team, model=model, model_type=model.type
-    )
+    run = make_run(alice, make_bare_model("Knight", remote_id="model_k"))
     services.transition(run, RunState.SUBMITTING, expected=[RunState.DRAFT], source="worker",
                         message="Sending to Scenario")  # fmt: skip
     return run

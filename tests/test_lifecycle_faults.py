@@ -10,7 +10,8 @@ import pytest
 
 from simulator import faults
 from simulator.models import RequestLog, SimJob
-from tests.fixtures.workers import assert_valid_trail, mirror
+from tests.factories import mirror
+from tests.fixtures.workers import assert_valid_trail
 from training import services
 from training.models import FINAL_STATES, RunState, TrainingRun
 

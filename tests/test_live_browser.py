@@ -13,8 +13,8 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from tests.factories import finish, make_sent_run
 from tests.fixtures.browser import DEFAULT_TIMEOUT_MS, save_screenshot
-from tests.test_views import finish, make_run
 from training import services
 from training.models import RunState, ScenarioModel, TrainingRun
 
@@ -91,8 +91,8 @@ def test_without_javascript_an_active_run_page_reloads_itself_and_a_finished_one
     from playwright.sync_api import expect
 
     settings.DASHBOARD_REFRESH_SECONDS = 1
-    active = make_run(alice, RunState.RUNNING, name="Running knight", progress=0.2)
-    done = make_run(alice, RunState.SUCCEEDED, name="Finished knight", progress=1.0)
+    active = make_sent_run(alice, RunState.RUNNING, name="Running knight", progress=0.2)
+    done = make_sent_run(alice, RunState.SUCCEEDED, name="Finished knight", progress=1.0)
     page = open_context(alice, java_script_enabled=False).new_page()
 
     page.goto(f"/runs/{active.pk}/")
@@ -119,7 +119,7 @@ def test_without_javascript_the_dashboard_reloads_only_while_runs_are_active(
     from playwright.sync_api import expect
 
     settings.DASHBOARD_REFRESH_SECONDS = 1
-    run = make_run(alice, RunState.QUEUED, name="Queued knight", queue_position=2)
+    run = make_sent_run(alice, RunState.QUEUED, name="Queued knight", queue_position=2)
     page = open_context(alice, java_script_enabled=False).new_page()
     page.goto("/")
     expect(page.locator(f"#run-card-{run.pk} .queue-position")).to_have_text("2 runs ahead")
@@ -140,8 +140,8 @@ def test_one_notification_per_finished_run_across_two_tabs_and_its_click_opens_t
     from playwright.sync_api import expect
 
     settings.DASHBOARD_REFRESH_SECONDS = 1
-    mine = make_run(alice, RunState.RUNNING, name="Alice's knight", train_duration=200)
-    teammates = make_run(bob, RunState.RUNNING, name="Bob's castle")
+    mine = make_sent_run(alice, RunState.RUNNING, name="Alice's knight", train_duration=200)
+    teammates = make_sent_run(bob, RunState.RUNNING, name="Bob's castle")
     context = open_context(alice)
     context.grant_permissions(["notifications"])
     context.add_init_script(RECORD_NOTIFICATIONS)
@@ -228,11 +228,11 @@ def test_it_saves_screenshots_of_an_older_runs_samples_and_the_403_page(
 ):
     from playwright.sync_api import expect
 
-    from tests.test_views import add_samples
+    from tests.factories import add_samples
 
-    earlier = make_run(alice, RunState.SUCCEEDED, name="Knight portraits")
+    earlier = make_sent_run(alice, RunState.SUCCEEDED, name="Knight portraits")
     add_samples(earlier, epochs=2, prompts=2)
-    later = make_run(alice, RunState.SUCCEEDED, model=earlier.model)
+    later = make_sent_run(alice, RunState.SUCCEEDED, model=earlier.model)
     page = open_context(alice).new_page()
     page.goto(f"/runs/{earlier.pk}/")
     notice = page.locator("#run-samples .superseded")
@@ -242,7 +242,7 @@ def test_it_saves_screenshots_of_an_older_runs_samples_and_the_403_page(
     expect(page).to_have_url(re.compile(rf"/runs/{later.pk}/$"))
 
     # A form posted where Alice may not act (cancel Dave's run) answers with the site's 403.
-    theirs = make_run(dave, RunState.RUNNING, name="Dave's castle")
+    theirs = make_sent_run(dave, RunState.RUNNING, name="Dave's castle")
     page.goto(f"/runs/{theirs.pk}/")
     page.evaluate(
         """(url) => {

@@ -10,22 +10,16 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from tests.factories import make_model
 from tests.fixtures.workers import reload
-from tests.test_launch import URL, estimate, post
-from tests.test_launch_helpers import make_model, read_form
+from tests.html import read_form
+from tests.launch_form import URL, estimate, post
 from training import access, services
 from training.models import EpochSample, RunState, ScenarioModel, TrainingRun
 
 
 def picker(client) -> str:
     return client.get(URL).content.decode()
-
-
-@pytest.fixture
-def knight(scenario):
-    remote = scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    return ScenarioModel.objects.get(remote_id=remote.id)
 
 
 def test_after_alices_launch_charlie_no_longer_sees_or_launches_the_model(

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from tests.factories import make_sent_run
 from tests.fixtures.browser import save_screenshot, wait_for_js
-from tests.test_views import make_run
 from training import services
 from training.models import RunEvent, RunState, ScenarioModel, TrainingRun
 
@@ -203,7 +203,7 @@ def test_charlie_from_another_team_gets_404_and_an_empty_dashboard(
 ):
     from playwright.sync_api import expect
 
-    run = make_run(alice, RunState.RUNNING, name="Alice's secret portrait")
+    run = make_sent_run(alice, RunState.RUNNING, name="Alice's secret portrait")
     page = logged_in_page(charlie)
     expect(page.get_by_text("No trainings running right now.")).to_be_visible()
     assert page.locator(f"#run-card-{run.pk}").count() == 0

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from django.urls import reverse
 
-from tests.fixtures.workers import make_run
+from tests.factories import make_run
 from training import webhooks
 from training.models import (
     Channel,
@@ -13,14 +12,8 @@ from training.models import (
     DeliveryStatus,
     NotificationPreference,
     RunState,
-    ScenarioModel,
     TeamHooks,
 )
-
-
-@pytest.fixture
-def model(db):
-    return ScenarioModel.objects.create(remote_id="model_knight", name="Knight", type="flux.1-lora")
 
 
 def test_an_artist_turns_email_on_for_her_runs(client, alice):

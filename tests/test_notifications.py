@@ -17,7 +17,8 @@ from celery.signals import task_postrun
 from django.db import transaction
 from django.utils import timezone
 
-from tests.fixtures.workers import broker_unreachable, make_run, mirror, reload
+from tests.factories import make_run, mirror
+from tests.fixtures.workers import broker_unreachable, reload
 from training import notifications, services, tasks, webhooks
 from training.models import (
     Channel,
@@ -26,7 +27,6 @@ from training.models import (
     EpochSample,
     NotificationPreference,
     RunState,
-    ScenarioModel,
     TeamHooks,
 )
 
@@ -237,11 +237,6 @@ def test_a_finished_run_is_told_once_on_each_channel_even_when_its_tasks_run_twi
 
 
 # --- The outbox, row by row ------------------------------------------------------------------
-
-
-@pytest.fixture
-def model(db):
-    return ScenarioModel.objects.create(remote_id="model_knight", name="Knight", type="flux.1-lora")
 
 
 def test_the_outbox_is_written_with_the_final_transition_or_not_at_all(alice, model):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.workers import make_run
-from tests.test_phone_browser import assert_fits_the_phone, phone_page
-from training.models import Channel, Delivery, DeliveryStatus, RunState, ScenarioModel
+from tests.factories import make_bare_model, make_run
+from tests.phone import assert_fits_the_phone, phone_page
+from training.models import Channel, Delivery, DeliveryStatus, RunState
 
 pytestmark = pytest.mark.browser
 
@@ -15,9 +15,7 @@ pytestmark = pytest.mark.browser
 def test_the_notification_pages_fit_a_phone_and_their_forms_save(
     chromium, live_server, client, bob, alice
 ):
-    model = ScenarioModel.objects.create(
-        remote_id="m_1", name="Knight portraits", type="flux.1-lora"
-    )
+    model = make_bare_model("Knight portraits", remote_id="m_1")
     run = make_run(alice, model, RunState.FAILED)
     Delivery.objects.create(
         run=run, channel=Channel.WEBHOOK, recipient="team", status=DeliveryStatus.FAILED,

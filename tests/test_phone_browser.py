@@ -7,16 +7,14 @@ Each page is loaded in Chromium at a phone's size, checked for sideways scrollin
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
 from tests.fixtures.browser import save_screenshot
-from tests.test_history_browser import a_quarter_of_runs, compared_runs  # noqa: F401
+from tests.fixtures.history import compared_runs
+from tests.phone import STICKING_OUT, assert_fits_the_phone, phone_page
 from training import services
 from training.models import RunState, ScenarioModel
 
 pytestmark = pytest.mark.browser
-
-PHONE = {"width": 390, "height": 844}
 
 # One model per trainer family (training.params.FAMILY_OF_TYPE).
 FAMILY_MODELS = {
@@ -26,50 +24,6 @@ FAMILY_MODELS = {
     "sd-xl-lora": "Legacy armour",
     "elevenlabs-voice": "Narrator voice",
 }
-
-# Elements wider than the screen, unless a box of theirs scrolls sideways (a wide table may).
-STICKING_OUT = """() => {
-  const scrolls = (el) => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
-  const inScroller = (el) => {
-    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
-      if (scrolls(p)) return true;
-    }
-    return false;
-  };
-  return [...document.body.querySelectorAll("*")]
-    .filter((el) => {
-      const box = el.getBoundingClientRect();
-      const out = box.right > innerWidth + 1 || box.left < -1;
-      return el.checkVisibility() && box.width > 0 && out && !inScroller(el);
-    })
-    .slice(0, 5)
-    .map((el) => `${el.tagName.toLowerCase()}.${el.className} (${Math.round(
-      el.getBoundingClientRect().left)}..${Math.round(el.getBoundingClientRect().right)})`);
-}"""
-
-
-def phone_page(chromium, live_server, client, user=None):
-    """A page at a phone's size, signed in as user (or as nobody)."""
-    context = chromium.new_context(base_url=live_server.url, viewport=PHONE)
-    if user is not None:
-        client.force_login(user)
-        cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": live_server.url}]
-        )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    return page
-
-
-def assert_fits_the_phone(page, name: str) -> None:
-    page.wait_for_load_state("networkidle")
-    save_screenshot(page, f"phone-{name}")
-    widths = page.evaluate(
-        "() => [document.documentElement.scrollWidth, document.body.scrollWidth, innerWidth]"
-    )
-    assert widths[0] <= widths[2] and widths[1] <= widths[2], f"{name} scrolls sideways: {widths}"
-    assert page.evaluate(STICKING_OUT) == [], f"{name} has elements sticking out"
 
 
 def test_the_login_page_fits_a_phone(chromium, live_server, client):
@@ -83,7 +37,7 @@ def test_the_dashboard_and_its_menu_fit_a_phone(
     live_server,
     client,
     alice,
-    a_quarter_of_runs,  # noqa: F811
+    a_quarter_of_runs,
 ):
     page = phone_page(chromium, live_server, client, alice)
     page.goto("/")
@@ -105,7 +59,7 @@ def test_a_run_page_while_training_and_once_finished_fit_a_phone(
     client,
     alice,
     dave,
-    a_quarter_of_runs,  # noqa: F811
+    a_quarter_of_runs,
 ):
     training = next(r for r in a_quarter_of_runs if r.state == RunState.RUNNING)
     training.parameters["samplePrompts"] = [
@@ -129,7 +83,7 @@ def test_the_history_and_compare_pages_fit_a_phone(
     client,
     alice,
     dave,
-    a_quarter_of_runs,  # noqa: F811
+    a_quarter_of_runs,
 ):
     runs = compared_runs(live_server.url, alice, dave)
     page = phone_page(chromium, live_server, client, alice)

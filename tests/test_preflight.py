@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.datasets_files import near_twin, picture
+from tests.factories import make_bare_model
 from training import datasets, preflight
-from training.models import Dataset, ScenarioModel
+from training.models import Dataset
 
 
 def _dataset(alice, model_type="flux.1-lora") -> Dataset:
-    model = ScenarioModel.objects.create(
-        remote_id=f"model_{model_type}", name="Knight", type=model_type, team=alice.membership.team
+    model = make_bare_model(
+        "Knight", model_type, remote_id=f"model_{model_type}", team=alice.membership.team
     )
     return Dataset.objects.create(model=model, created_by=alice)
 

@@ -7,14 +7,11 @@ import pytest
 from django.urls import reverse
 
 from simulator.models import RequestLog, SimModel
-from tests.test_launch_helpers import make_model
-from tests.test_views import add_samples, make_run
+from tests.factories import add_samples, make_model, make_sent_run
+from tests.helpers import HTMX_HEADERS
 from training import services
 from training.models import EpochSample, ScenarioModel
 from training.templatetags.monitoring import web_url
-
-HTMX = {"HX-Request": "true"}
-
 
 # --- Cache-Control --------------------------------------------------------------------------
 
@@ -22,7 +19,7 @@ HTMX = {"HX-Request": "true"}
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["home", "launch", "history", "history_csv", "compare"])
 def test_signed_in_pages_and_the_csv_are_private_and_not_stored(client, alice, name):
-    runs = f"{make_run(alice, state='succeeded').pk},{make_run(alice, state='failed').pk}"
+    runs = f"{make_sent_run(alice, state='succeeded').pk},{make_sent_run(alice, state='failed').pk}"
     client.force_login(alice)
     response = client.get(reverse(name), {"runs": runs} if name == "compare" else {})
     assert response.status_code == 200
@@ -32,9 +29,9 @@ def test_signed_in_pages_and_the_csv_are_private_and_not_stored(client, alice, n
 
 @pytest.mark.django_db
 def test_live_fragments_are_private_and_not_stored_too(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
-    response = client.get(reverse("run_live", args=[run.pk]), headers=HTMX)
+    response = client.get(reverse("run_live", args=[run.pk]), headers=HTMX_HEADERS)
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
 
@@ -62,8 +59,8 @@ def test_only_http_and_https_urls_are_rendered(url, shown):
 
 @pytest.mark.django_db
 def test_a_sample_with_a_javascript_url_is_not_linked_anywhere(client, alice):
-    run = make_run(alice, state="succeeded")
-    other = make_run(alice, state="succeeded")
+    run = make_sent_run(alice, state="succeeded")
+    other = make_sent_run(alice, state="succeeded")
     add_samples(run, epochs=1, prompts=2)
     EpochSample.objects.filter(run=run, prompt_index=0).update(url="javascript:alert(1)")
     client.force_login(alice)
@@ -90,7 +87,7 @@ def test_a_model_thumbnail_with_a_data_url_is_not_shown_in_the_picker(client, al
 
 @pytest.mark.django_db
 def test_every_page_answers_head_as_it_answers_get(client, alice):
-    run, other = make_run(alice), make_run(alice)
+    run, other = make_sent_run(alice), make_sent_run(alice)
     client.force_login(alice)
     pages = [
         reverse("home"),
@@ -103,7 +100,7 @@ def test_every_page_answers_head_as_it_answers_get(client, alice):
     for url in pages:
         assert client.head(url).status_code == client.get(url).status_code == 200, url
     fragment = reverse("run_live", args=[run.pk])
-    assert client.head(fragment, headers=HTMX).status_code == 200
+    assert client.head(fragment, headers=HTMX_HEADERS).status_code == 200
 
 
 # --- Refresh throttled per team -------------------------------------------------------------
@@ -142,7 +139,7 @@ def test_a_model_deleted_on_scenario_leaves_the_picker_and_keeps_its_runs(scenar
     doomed = scenario.create_model("Doomed dragon", images=3)
     assert services.sync_models(scenario.client()) == 2
     dragon = ScenarioModel.objects.get(remote_id=doomed.id)
-    run = make_run(alice, state="succeeded")
+    run = make_sent_run(alice, state="succeeded")
     type(run).objects.filter(pk=run.pk).update(model=dragon)
 
     SimModel.objects.filter(id=doomed.id).delete()

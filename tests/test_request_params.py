@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import pytest
 from django.urls import reverse
 
-from tests.test_views import add_samples, make_run
+from tests.factories import add_samples, make_sent_run
+from tests.helpers import HTMX, forged_cursor
 from training import reports, request_params
 from training.models import RunState
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
 HUGE_ID = str(2**63)
-
-
-def forged_cursor(sort_key: str, value, pk) -> str:
-    """A cursor as encode_cursor makes them, around values the server never writes."""
-    raw = json.dumps([sort_key, value, pk]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def refused(response, name: str) -> bool:
@@ -50,7 +41,7 @@ def test_the_board_refuses_ids_that_are_not_ids(signed_in, ids):
 
 
 def test_the_board_still_reads_a_list_of_ids(signed_in, alice):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     response = signed_in.get(reverse("home_board"), {"ids": f"{run.pk}, {run.pk},"}, **HTMX)
     assert response.status_code == 200
 
@@ -102,7 +93,7 @@ def test_history_refuses_the_last_day_python_knows(client, staff):
 )
 @pytest.mark.parametrize("name", ["after", "before"])
 def test_history_refuses_a_cursor_it_could_not_have_made(client, staff, alice, cursor, name):
-    make_run(alice, RunState.SUCCEEDED)
+    make_sent_run(alice, RunState.SUCCEEDED)
     client.force_login(staff)
     table = {**HTMX, "HTTP_HX_TARGET": "history-table"}
     response = client.get(reverse("history"), {name: cursor}, **table)
@@ -144,7 +135,7 @@ def test_a_query_string_longer_than_a_front_server_takes_is_refused(client, alic
     [{"to": "9999-12-31"}, {"q": "\x00"}, {"type": "\x00"}, {"artist": HUGE_ID}, {"team": "²"}],
 )
 def test_the_csv_export_refuses_a_bad_filter_before_it_streams(client, staff, alice, query):
-    make_run(alice, RunState.SUCCEEDED)
+    make_sent_run(alice, RunState.SUCCEEDED)
     client.force_login(staff)
     response = client.get(reverse("history_csv"), query)
     assert response.status_code == 400
@@ -176,7 +167,7 @@ def test_train_again_refuses_a_run_number_that_is_not_an_id(signed_in, from_run)
 
 
 def test_the_epoch_post_refuses_a_nul_byte(client, alice):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run)
     client.force_login(alice)
     response = client.post(reverse("run_use_epoch", args=[run.pk]), {"epoch": "\x00"}, **HTMX)

@@ -10,14 +10,13 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from tests.fixtures.workers import make_run
+from tests.factories import make_run
 from training import services
 from training.models import (
     ACTIVE_STATES,
     FINAL_STATES,
     RunEvent,
     RunState,
-    ScenarioModel,
     TrainingRun,
 )
 
@@ -25,15 +24,8 @@ S = RunState
 
 
 @pytest.fixture
-def model(db):
-    return ScenarioModel.objects.create(remote_id="model_knight", name="Knight", type="flux.1-lora")
-
-
-@pytest.fixture
 def run(alice, model):
-    return TrainingRun.objects.create(
-        created_by=alice, team=alice.membership.team, model=model, model_type=model.type
-    )
+    return make_run(alice, model)
 
 
 def trail(run):

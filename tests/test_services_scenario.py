@@ -18,7 +18,9 @@ from django.utils import timezone
 
 from simulator import faults
 from simulator.models import RequestLog, SimModel
-from tests.fixtures.workers import launches, mirror
+from tests.factories import mirror
+from tests.fixtures.workers import launches
+from tests.helpers import quick_knight
 from training import services
 from training.models import RunState, ScenarioModel, TrainingRun
 
@@ -60,8 +62,7 @@ pytestmark = pytest.mark.usefixtures("broker")
 
 @pytest.fixture
 def knight(scenario):
-    scenario.set_speed(300)  # a training takes about a second
-    return mirror(scenario.create_model("Knight", images=2))
+    return quick_knight(scenario)
 
 
 # --- launching ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -14,53 +14,7 @@ from django.db import connections
 from simulator import faults, parameters, pricing, seed, spec
 from simulator.lifecycle import Schedule
 from simulator.models import RequestLog, SimJob
-
-KEY, SECRET = "api-key", "api-secret"
-T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
-
-
-class Api:
-    """Django's test client speaking to /sim/v1 with basic auth, at a frozen simulator clock."""
-
-    def __init__(self, client, settings, schemas):
-        self.client, self.settings, self.schemas = client, settings, schemas
-        token = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
-        self.auth = {"HTTP_AUTHORIZATION": f"Basic {token}"}
-
-    def at(self, moment: datetime) -> None:
-        self.settings.SIMULATOR_FROZEN_CLOCK = moment
-
-    def call(self, method, path, body=None, *, auth=True, raw=None):
-        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        return getattr(self.client, method)(
-            f"/sim/v1{path}",
-            data=data,
-            content_type="application/json",
-            **(self.auth if auth else {}),
-        )
-
-    def ok(self, method, path, body=None, status=200):
-        response = self.call(method, path, body)
-        assert response.status_code == status, response.content
-        return response.json()
-
-    def refused(self, method, path, body=None, status=400) -> str:
-        # Refusals are asked for on purpose: their requests need not meet Scenario's schemas.
-        with self.schemas.sending_invalid_requests():
-            response = self.call(method, path, body)
-        assert response.status_code == status, response.content
-        return response.json()["message"]
-
-
-@pytest.fixture
-def api(client, settings, db, scenario_schemas):
-    settings.SCENARIO_API_KEY, settings.SCENARIO_API_SECRET = KEY, SECRET
-    settings.SIMULATOR_FAULTS = ""
-    settings.SIMULATOR_TIME_SCALE = 1.0
-    settings.SIMULATOR_GPU_SLOTS = 1
-    api = Api(client, settings, scenario_schemas)
-    api.at(T0)
-    return api
+from tests.fixtures.simulator_api import T0
 
 
 def timeline_of(job_id: str):

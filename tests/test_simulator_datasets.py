@@ -10,10 +10,7 @@ from PIL import Image
 
 from simulator import faults, seed
 from simulator.models import SimTrainingImage
-from tests import test_simulator_api
 from tests.datasets_files import TEXT_FILE, picture
-
-api = test_simulator_api.api  # the same fixture: Django's client on /sim/v1 with basic auth
 
 PNG = picture(1, (300, 200))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from simulator import seed
-from tests.test_simulator_api import T0, api  # noqa: F401 - the fixture
+from tests.fixtures.simulator_api import T0
 
 
 def launch(api, model, at, **parameters) -> str:  # noqa: F811

@@ -9,7 +9,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from simulator import faults, seed
 from simulator.models import SimJob
-from tests.test_simulator_api import api  # noqa: F401 - the fixture
 
 
 def test_a_lost_answer_comes_back_as_a_gateway_502_after_the_launch_took_effect(api, settings):  # noqa: F811

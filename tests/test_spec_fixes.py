@@ -19,8 +19,10 @@ from django.utils import timezone
 
 from simulator import faults, lifecycle
 from simulator.models import SimJob, SimModel
-from tests.fixtures.workers import mirror
-from tests.test_launch import estimate, post, read_form
+from tests.factories import mirror
+from tests.helpers import launch, poll_until, quick_knight
+from tests.html import read_form
+from tests.launch_form import estimate, post
 from training import params, services, team_queue
 from training import scenario as api
 from training.models import RunEvent, RunState, ScenarioModel, Team, TrainingRun
@@ -29,25 +31,11 @@ S = RunState
 pytestmark = pytest.mark.usefixtures("broker")
 
 
-def launch(user, model, **parameters) -> TrainingRun:
-    return services.launch_run(user=user, model=model, parameters=parameters)
-
-
 def submitted(user, model, **parameters) -> TrainingRun:
     run = launch(user, model, **parameters)
     services.submit_run(run.pk)
     run.refresh_from_db()
     return run
-
-
-def poll_until(run, predicate, *, polls=400, pause=0.02) -> TrainingRun:
-    for _ in range(polls):
-        services.poll_run(run.pk)
-        run.refresh_from_db()
-        if predicate(run):
-            return run
-        time.sleep(pause)
-    pytest.fail(f"run {run.pk} never got there: {run.state} ({run.stage})")
 
 
 def page(client, user, run) -> str:
@@ -59,8 +47,7 @@ def page(client, user, run) -> str:
 
 @pytest.fixture
 def knight(scenario):
-    scenario.set_speed(300)  # a training takes about a second
-    return mirror(scenario.create_model("Knight", images=2))
+    return quick_knight(scenario)
 
 
 # --- GET /models lists only the first 3 training images ------------------------------------

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from simulator import faults
+from tests.factories import mirror
 from tests.fixtures.browser import save_screenshot
-from tests.fixtures.workers import mirror
 from training import services
 from training.models import RunState
 

@@ -10,7 +10,8 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.fixtures.workers import make_run, reload
+from tests.factories import make_bare_model, make_run
+from tests.fixtures.workers import reload
 from training import budgets, services, team_queue
 from training.models import RunEvent, RunState, ScenarioModel, Team, TrainingRun
 
@@ -18,10 +19,7 @@ S = RunState
 
 
 def models(count: int) -> list[ScenarioModel]:
-    return [
-        ScenarioModel.objects.create(remote_id=f"model-{n}", name=f"Model {n}", type="flux.1-lora")
-        for n in range(count)
-    ]
+    return [make_bare_model(f"Model {n}", remote_id=f"model-{n}") for n in range(count)]
 
 
 def waiting_runs(user, count: int, **fields) -> list[TrainingRun]:
@@ -137,7 +135,7 @@ def test_an_artist_removes_her_own_waiting_run_and_the_trail_says_so(alice, clie
 
 
 def test_a_run_whose_refreshed_quote_breaks_the_budget_keeps_waiting(scenario, alice, settings):
-    from tests.fixtures.workers import mirror
+    from tests.factories import mirror
 
     settings.QUEUE_QUOTE_MAX_AGE_SECONDS = 60
     Team.objects.filter(pk=alice.membership.team_id).update(monthly_cu_budget=10)
@@ -155,7 +153,7 @@ def test_a_run_whose_refreshed_quote_breaks_the_budget_keeps_waiting(scenario, a
 
 def test_hours_in_the_team_queue_do_not_count_towards_giving_up_a_launch(scenario, settings, alice):
     from simulator import faults
-    from tests.fixtures.workers import mirror
+    from tests.factories import mirror
 
     settings.LAUNCH_GIVE_UP_SECONDS = 60
     model = mirror(scenario.create_model("Patient", images=1))
@@ -174,7 +172,8 @@ def test_hours_in_the_team_queue_do_not_count_towards_giving_up_a_launch(scenari
 def test_scenarios_already_training_answer_puts_a_launch_back_in_the_queue_when_the_run_is_ours(
     scenario, alice
 ):
-    from tests.fixtures.workers import launches, mirror
+    from tests.factories import mirror
+    from tests.fixtures.workers import launches
 
     model = mirror(scenario.create_model("Shared", images=1))
     scenario.set_speed(2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import make_bare_model, make_run
 from tests.fixtures.browser import save_screenshot
-from tests.fixtures.workers import make_run
-from training.models import RunState, ScenarioModel, Team
+from training.models import RunState, Team
 
 pytestmark = [pytest.mark.browser]
 
@@ -18,9 +18,7 @@ def test_a_lead_sees_why_a_run_waits_and_moves_it_to_the_top(logged_in_page, ali
     runs = [
         make_run(
             alice,
-            ScenarioModel.objects.create(
-                remote_id=f"m-{n}", name=f"Portrait {n}", type="flux.1-lora"
-            ),
+            make_bare_model(f"Portrait {n}", remote_id=f"m-{n}"),
             state=RunState.WAITING,
             queue_order=n,
         )

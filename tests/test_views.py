@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from datetime import timedelta
@@ -11,75 +10,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import add_event, add_samples, finish, make_sent_run
+from tests.helpers import HTMX
 from training.models import (
-    FINAL_STATES,
-    EpochSample,
     EventSource,
     RunEvent,
     RunState,
-    ScenarioModel,
     TrainingRun,
 )
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-_names = itertools.count(1)
-
-
-def make_run(user, state=RunState.RUNNING, *, name=None, **fields) -> TrainingRun:
-    """A run as the worker would have left it, written straight to the database."""
-    number = next(_names)
-    model = ScenarioModel.objects.create(
-        remote_id=f"model-{number}",
-        name=name or f"Flux portrait v{number}",
-        type="flux.1-lora",
-        training_images_number=12,
-    )
-    now = timezone.now()
-    defaults = {
-        "created_by": user,
-        "team": user.membership.team,
-        "model": model,
-        "model_type": model.type,
-        "state": state,
-        "parameters": {"nbEpochs": 4, "samplePrompts": ["a portrait", "a castle"]},
-        "job_id": f"job-{number}",
-        "submitted_at": now - timedelta(minutes=3),
-    }
-    if state in FINAL_STATES:
-        defaults["finished_at"] = now
-    defaults.update(fields)
-    return TrainingRun.objects.create(**defaults)
-
-
-def add_samples(run, epochs=2, prompts=2) -> None:
-    EpochSample.objects.bulk_create(
-        EpochSample(
-            run=run,
-            epoch=f"epoch-{run.pk}-{epoch}",
-            epoch_index=epoch,
-            prompt_index=prompt,
-            prompt=f"prompt {prompt + 1}",
-            asset_id=f"asset-{run.pk}-{epoch}-{prompt}",
-            url=f"https://cdn.example.com/{run.pk}/{epoch}/{prompt}.png",
-        )
-        for epoch in range(epochs)
-        for prompt in range(prompts)
-    )
-
-
-def add_event(run, to_state, actor=None, source=EventSource.WORKER, from_state="") -> RunEvent:
-    return RunEvent.objects.create(
-        run=run, from_state=from_state, to_state=to_state, source=source, actor=actor
-    )
-
-
-def finish(run, state=RunState.SUCCEEDED, **fields) -> None:
-    """Move a run to a final state the way services do: state, finished_at and updated_at."""
-    now = timezone.now()
-    TrainingRun.objects.filter(pk=run.pk).update(
-        state=state, finished_at=now, updated_at=now, **fields
-    )
-
 
 # --- Access ------------------------------------------------------------------------------
 
@@ -89,7 +27,7 @@ FRAGMENTS = ["run_live", "run_samples", "run_trail"]
 
 @pytest.mark.django_db
 def test_it_sends_anonymous_visitors_to_the_login_page(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     for url in (reverse("home"), reverse("run_detail", args=[run.pk])):
         response = client.get(url)
         assert response.status_code == 302
@@ -120,7 +58,7 @@ def test_signing_out_is_post_only(client, alice):
 
 @pytest.mark.django_db
 def test_an_expired_session_inside_a_page_redirects_the_whole_page_to_login(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     response = client.get(reverse("run_live", args=[run.pk]), **HTMX)
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith(reverse("login"))
@@ -129,7 +67,7 @@ def test_an_expired_session_inside_a_page_redirects_the_whole_page_to_login(clie
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["run_detail", *FRAGMENTS])
 def test_it_returns_404_for_other_teams_runs(client, alice, charlie, name):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(charlie)
     assert client.get(reverse(name, args=[run.pk]), **HTMX).status_code == 404
 
@@ -137,7 +75,7 @@ def test_it_returns_404_for_other_teams_runs(client, alice, charlie, name):
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["run_cancel", "run_use_epoch"])
 def test_actions_return_404_for_other_teams_runs(client, alice, charlie, name):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     client.force_login(charlie)
     assert client.post(reverse(name, args=[run.pk]), {"epoch": "x"}).status_code == 404
 
@@ -145,7 +83,7 @@ def test_actions_return_404_for_other_teams_runs(client, alice, charlie, name):
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["run_detail", *FRAGMENTS])
 def test_teammates_and_staff_see_a_run(client, alice, dave, bob, staff, name):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     for person in (alice, dave, bob, staff):
         client.force_login(person)
         assert client.get(reverse(name, args=[run.pk]), **HTMX).status_code == 200, person
@@ -157,7 +95,7 @@ def test_people_see_their_teams_runs_and_staff_see_all(
 ):
     from training import access
 
-    alices, bobs, charlies = make_run(alice), make_run(bob), make_run(charlie)
+    alices, bobs, charlies = make_sent_run(alice), make_sent_run(bob), make_sent_run(charlie)
     loner = django_user_model.objects.create_user("loner")
 
     def seen(person):
@@ -171,7 +109,7 @@ def test_people_see_their_teams_runs_and_staff_see_all(
 
 @pytest.mark.django_db
 def test_a_fragment_visited_without_htmx_sends_to_its_page(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     response = client.get(reverse("run_live", args=[run.pk]))
     assert response.status_code == 302
@@ -180,7 +118,10 @@ def test_a_fragment_visited_without_htmx_sends_to_its_page(client, alice):
 
 @pytest.mark.django_db
 def test_the_dashboard_lists_only_my_teams_runs(client, alice, charlie):
-    mine, theirs = make_run(alice, name="Alice's portraits"), make_run(charlie, name="Castles")
+    mine, theirs = (
+        make_sent_run(alice, name="Alice's portraits"),
+        make_sent_run(charlie, name="Castles"),
+    )
     client.force_login(charlie)
     page = client.get(reverse("home")).content.decode()
     assert "Castles" in page
@@ -190,8 +131,8 @@ def test_the_dashboard_lists_only_my_teams_runs(client, alice, charlie):
 
 @pytest.mark.django_db
 def test_staff_see_every_teams_runs_on_the_dashboard(client, alice, charlie, staff):
-    make_run(alice, name="Alice portraits")
-    make_run(charlie, name="Castles")
+    make_sent_run(alice, name="Alice portraits")
+    make_sent_run(charlie, name="Castles")
     client.force_login(staff)
     page = client.get(reverse("home")).content.decode()
     assert "Alice portraits" in page and "Castles" in page
@@ -202,7 +143,7 @@ def test_staff_see_every_teams_runs_on_the_dashboard(client, alice, charlie, sta
 
 @pytest.mark.django_db
 def test_a_card_says_stage_queue_place_progress_and_time_left(client, alice, dave):
-    run = make_run(
+    run = make_sent_run(
         dave,
         RunState.QUEUED,
         name="Flux portrait v3",
@@ -223,7 +164,7 @@ def test_a_card_says_stage_queue_place_progress_and_time_left(client, alice, dav
 
 @pytest.mark.django_db
 def test_a_card_shows_progress_and_the_newest_epoch_thumbnail(client, alice):
-    run = make_run(alice, stage="running-train", progress=0.42)
+    run = make_sent_run(alice, stage="running-train", progress=0.42)
     add_samples(run, epochs=3, prompts=2)
     client.force_login(alice)
     page = client.get(reverse("home")).content.decode()
@@ -246,7 +187,7 @@ def test_the_empty_dashboard_points_to_the_form(client, alice):
 
 @pytest.mark.django_db
 def test_recently_finished_shows_the_last_ten(client, alice):
-    runs = [make_run(alice, RunState.SUCCEEDED, name=f"Old run {i}") for i in range(12)]
+    runs = [make_sent_run(alice, RunState.SUCCEEDED, name=f"Old run {i}") for i in range(12)]
     for offset, run in enumerate(runs):
         TrainingRun.objects.filter(pk=run.pk).update(
             finished_at=timezone.now() - timedelta(minutes=60 - offset)
@@ -260,7 +201,7 @@ def test_recently_finished_shows_the_last_ten(client, alice):
 
 @pytest.mark.django_db
 def test_the_board_answers_no_content_when_nothing_changed(client, alice):
-    make_run(alice)
+    make_sent_run(alice)
     client.force_login(alice)
     first = client.get(reverse("home_board"), **HTMX)
     assert first.status_code == 200
@@ -272,7 +213,7 @@ def test_the_board_answers_no_content_when_nothing_changed(client, alice):
 
 @pytest.mark.django_db
 def test_the_board_rerenders_when_a_run_changes(client, alice):
-    run = make_run(alice, progress=0.1)
+    run = make_sent_run(alice, progress=0.1)
     client.force_login(alice)
     token = client.get(reverse("home_board"), **HTMX).content.decode()
     token = token.split("token=")[1].split("&")[0]
@@ -284,7 +225,7 @@ def test_the_board_rerenders_when_a_run_changes(client, alice):
 
 @pytest.mark.django_db
 def test_a_finished_run_leaves_the_active_list_with_a_toast(client, alice):
-    run = make_run(alice, name="Flux portrait v3", parameters={"nbEpochs": 4})
+    run = make_sent_run(alice, name="Flux portrait v3", parameters={"nbEpochs": 4})
     client.force_login(alice)
     finish(run)
     add_samples(run, epochs=4, prompts=1)
@@ -298,7 +239,7 @@ def test_a_finished_run_leaves_the_active_list_with_a_toast(client, alice):
 
 @pytest.mark.django_db
 def test_the_board_keeps_polling_and_each_link_has_an_href(client, alice):
-    make_run(alice)
+    make_sent_run(alice)
     client.force_login(alice)
     html = client.get(reverse("home_board"), **HTMX).content.decode()
     assert 'hx-trigger="every 3000ms"' in html
@@ -310,8 +251,8 @@ def test_the_board_keeps_polling_and_each_link_has_an_href(client, alice):
 
 @pytest.mark.django_db
 def test_the_watcher_toasts_runs_that_finished_since_the_page_opened(client, alice, charlie):
-    run = make_run(alice, name="Flux portrait v3")
-    other = make_run(charlie, name="Castles")
+    run = make_sent_run(alice, name="Flux portrait v3")
+    other = make_sent_run(charlie, name="Castles")
     client.force_login(alice)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     since = page.split("live/finished/?since=")[1].split('"')[0]
@@ -329,7 +270,7 @@ def test_the_watcher_toasts_runs_that_finished_since_the_page_opened(client, ali
 
 @pytest.mark.django_db
 def test_the_watcher_says_failed_and_canceled_in_words(client, alice):
-    failed, canceled = make_run(alice, name="Broken"), make_run(alice, name="Stopped")
+    failed, canceled = make_sent_run(alice, name="Broken"), make_sent_run(alice, name="Stopped")
     client.force_login(alice)
     since = "1"
     finish(failed, RunState.FAILED)
@@ -340,7 +281,7 @@ def test_the_watcher_says_failed_and_canceled_in_words(client, alice):
 
 @pytest.mark.django_db
 def test_the_watcher_says_a_launch_did_not_start_and_why(client, alice):
-    refused = make_run(alice, name="Creature concepts")
+    refused = make_sent_run(alice, name="Creature concepts")
     client.force_login(alice)
     finish(refused, RunState.NOT_STARTED, error_message="Model is already training")
     response = client.get(reverse("runs_finished"), {"since": "1"}, **HTMX)
@@ -350,7 +291,7 @@ def test_the_watcher_says_a_launch_did_not_start_and_why(client, alice):
 
 @pytest.mark.django_db
 def test_recently_finished_says_a_launch_did_not_start_and_why(client, alice):
-    refused = make_run(
+    refused = make_sent_run(
         alice, name="Creature concepts", quote_cu_cost=80, submitted_at=timezone.now()
     )
     finish(refused, RunState.NOT_STARTED, error_message="Model is already training")
@@ -365,7 +306,7 @@ def test_recently_finished_says_a_launch_did_not_start_and_why(client, alice):
 
 @pytest.mark.django_db
 def test_the_dashboard_has_no_second_watcher_but_other_pages_do(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     assert "finished-watch" not in client.get(reverse("home")).content.decode()
     assert "finished-watch" in client.get(reverse("run_detail", args=[run.pk])).content.decode()
@@ -376,7 +317,7 @@ def test_the_dashboard_has_no_second_watcher_but_other_pages_do(client, alice):
 
 @pytest.mark.django_db
 def test_the_run_page_header_names_model_type_author_and_state(client, alice, bob):
-    run = make_run(alice, name="Flux portrait v3", stage="running-train", progress=0.5)
+    run = make_sent_run(alice, name="Flux portrait v3", stage="running-train", progress=0.5)
     client.force_login(bob)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "Flux portrait v3" in page
@@ -387,7 +328,7 @@ def test_the_run_page_header_names_model_type_author_and_state(client, alice, bo
 
 @pytest.mark.django_db
 def test_the_timeline_has_the_times_of_each_stage_seen(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice,
         RunState.SUCCEEDED,
         status_history=[
@@ -409,7 +350,7 @@ def test_the_timeline_has_the_times_of_each_stage_seen(client, alice):
 
 @pytest.mark.django_db
 def test_a_run_canceled_while_queued_shows_the_skipped_stages(client, alice):
-    run = make_run(alice, RunState.CANCELED)
+    run = make_sent_run(alice, RunState.CANCELED)
     client.force_login(alice)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert page.count("step-skipped") == 2
@@ -418,7 +359,7 @@ def test_a_run_canceled_while_queued_shows_the_skipped_stages(client, alice):
 
 @pytest.mark.django_db
 def test_the_live_panel_shows_queue_progress_and_time_left(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice,
         RunState.QUEUED,
         stage="queued-for-train",
@@ -435,7 +376,7 @@ def test_the_live_panel_shows_queue_progress_and_time_left(client, alice):
 
 @pytest.mark.django_db
 def test_the_live_panel_answers_no_content_when_nothing_changed(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     add_samples(run, epochs=1)
     add_event(run, RunState.RUNNING)
     client.force_login(alice)
@@ -447,7 +388,7 @@ def test_the_live_panel_answers_no_content_when_nothing_changed(client, alice):
 
 @pytest.mark.django_db
 def test_new_samples_and_events_make_the_grid_and_trail_reload(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     url = reverse("run_live", args=[run.pk])
     html = client.get(url, {"samples": "0", "events": "0"}, **HTMX)
@@ -461,7 +402,7 @@ def test_new_samples_and_events_make_the_grid_and_trail_reload(client, alice):
 
 @pytest.mark.django_db
 def test_final_renders_carry_no_polling_trigger(client, alice):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run)
     add_event(run, RunState.SUCCEEDED)
     client.force_login(alice)
@@ -475,7 +416,7 @@ def test_final_renders_carry_no_polling_trigger(client, alice):
 
 @pytest.mark.django_db
 def test_active_renders_poll_and_listen(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert 'hx-trigger="every 3000ms"' in page
@@ -485,7 +426,7 @@ def test_active_renders_poll_and_listen(client, alice):
 
 @pytest.mark.django_db
 def test_the_samples_grid_is_prompts_by_epochs(client, alice):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run, epochs=3, prompts=2)
     client.force_login(alice)
     html = client.get(reverse("run_samples", args=[run.pk]), **HTMX).content.decode()
@@ -498,7 +439,7 @@ def test_the_samples_grid_is_prompts_by_epochs(client, alice):
 
 @pytest.mark.django_db
 def test_a_run_without_samples_says_when_they_come(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     html = client.get(reverse("run_samples", args=[run.pk]), **HTMX).content.decode()
     assert "Sample images appear here after each epoch" in html
@@ -506,7 +447,7 @@ def test_a_run_without_samples_says_when_they_come(client, alice):
 
 @pytest.mark.django_db
 def test_use_this_epoch_is_offered_to_the_owner_and_the_lead_only(client, alice, bob, dave):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run)
     url = reverse("run_samples", args=[run.pk])
     for person, offered in ((alice, True), (bob, True), (dave, False)):
@@ -516,7 +457,7 @@ def test_use_this_epoch_is_offered_to_the_owner_and_the_lead_only(client, alice,
 
 @pytest.mark.django_db
 def test_use_this_epoch_refuses_teammates_who_are_not_lead_or_owner(client, alice, dave):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run)
     client.force_login(dave)
     url = reverse("run_use_epoch", args=[run.pk])
@@ -525,7 +466,7 @@ def test_use_this_epoch_refuses_teammates_who_are_not_lead_or_owner(client, alic
 
 @pytest.mark.django_db
 def test_use_this_epoch_is_post_only_and_needs_a_known_epoch(client, alice):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run)
     client.force_login(alice)
     url = reverse("run_use_epoch", args=[run.pk])
@@ -535,7 +476,7 @@ def test_use_this_epoch_is_post_only_and_needs_a_known_epoch(client, alice):
 
 @pytest.mark.django_db
 def test_the_parameters_table_lists_every_parameter(client, alice):
-    run = make_run(alice, parameters={"nbEpochs": 7, "samplePrompts": ["a cat", "a dog"]})
+    run = make_sent_run(alice, parameters={"nbEpochs": 7, "samplePrompts": ["a cat", "a dog"]})
     client.force_login(alice)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "nbEpochs" in page and "7" in page
@@ -544,7 +485,7 @@ def test_the_parameters_table_lists_every_parameter(client, alice):
 
 @pytest.mark.django_db
 def test_the_cost_panel_compares_quote_and_bill_and_shows_training_stats(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice,
         RunState.SUCCEEDED,
         quote_cu_cost=120,
@@ -562,7 +503,7 @@ def test_the_cost_panel_compares_quote_and_bill_and_shows_training_stats(client,
 
 @pytest.mark.django_db
 def test_a_launch_that_never_started_says_why_ticks_no_stage_and_costs_nothing(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice, RunState.NOT_STARTED, name="Creature concepts", job_id="", quote_cu_cost=80,
         error_message="Model is already training",
     )  # fmt: skip
@@ -584,9 +525,9 @@ def test_a_launch_that_never_started_says_why_ticks_no_stage_and_costs_nothing(c
 
 @pytest.mark.django_db
 def test_a_later_launch_that_never_started_leaves_the_epochs_to_the_run_before(client, alice):
-    trained = make_run(alice, RunState.SUCCEEDED)
+    trained = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(trained)
-    make_run(alice, RunState.NOT_STARTED, model=trained.model, error_message="Model is busy")
+    make_sent_run(alice, RunState.NOT_STARTED, model=trained.model, error_message="Model is busy")
     client.force_login(alice)
     grid = client.get(reverse("run_samples", args=[trained.pk]), **HTMX).content.decode()
     assert "Use this epoch" in grid
@@ -595,7 +536,7 @@ def test_a_later_launch_that_never_started_leaves_the_epochs_to_the_run_before(c
 
 @pytest.mark.django_db
 def test_a_failed_run_shows_its_error(client, alice):
-    run = make_run(alice, RunState.FAILED, error_message="Out of memory at step 300")
+    run = make_sent_run(alice, RunState.FAILED, error_message="Out of memory at step 300")
     client.force_login(alice)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert "The training failed." in page and "Out of memory at step 300" in page
@@ -603,7 +544,7 @@ def test_a_failed_run_shows_its_error(client, alice):
 
 @pytest.mark.django_db
 def test_the_audit_trail_names_who_acted(client, alice, bob):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     add_event(run, RunState.DRAFT, actor=alice, source=EventSource.USER)
     add_event(run, RunState.CANCEL_REQUESTED, actor=bob, source=EventSource.USER)
     client.force_login(alice)
@@ -618,7 +559,7 @@ def test_the_audit_trail_names_who_acted(client, alice, bob):
 
 @pytest.mark.django_db
 def test_the_cancel_button_shows_for_the_author_the_lead_and_staff(client, alice, bob, dave, staff):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     url = reverse("run_detail", args=[run.pk])
     for person, shown in ((alice, True), (bob, True), (staff, True), (dave, False)):
         client.force_login(person)
@@ -629,14 +570,14 @@ def test_the_cancel_button_shows_for_the_author_the_lead_and_staff(client, alice
 def test_no_cancel_button_once_a_run_is_final_or_already_canceling(client, alice):
     client.force_login(alice)
     for state in (RunState.SUCCEEDED, RunState.CANCEL_REQUESTED, RunState.CANCELED):
-        run = make_run(alice, state)
+        run = make_sent_run(alice, state)
         page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
         assert "Cancel training" not in page, state
 
 
 @pytest.mark.django_db
 def test_cancel_is_post_only(client, alice):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(alice)
     assert client.get(reverse("run_cancel", args=[run.pk])).status_code == 405
 
@@ -645,7 +586,7 @@ def test_cancel_is_post_only(client, alice):
 def test_cancel_needs_the_csrf_token(alice):
     from django.test import Client
 
-    run = make_run(alice)
+    run = make_sent_run(alice)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(alice)
     assert browser.post(reverse("run_cancel", args=[run.pk])).status_code == 403
@@ -655,7 +596,7 @@ def test_cancel_needs_the_csrf_token(alice):
 
 @pytest.mark.django_db
 def test_an_artist_cannot_cancel_a_teammates_run(client, alice, dave):
-    run = make_run(alice)
+    run = make_sent_run(alice)
     client.force_login(dave)
     assert client.post(reverse("run_cancel", args=[run.pk])).status_code == 403
     run.refresh_from_db()
@@ -664,7 +605,7 @@ def test_an_artist_cannot_cancel_a_teammates_run(client, alice, dave):
 
 @pytest.mark.django_db
 def test_non_default_parameters_are_marked_and_secrets_hidden(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice,
         parameters={"maxTrainSteps": 1200, "rank": 32, "wandbKey": "wandb-secret-123"},
     )
@@ -679,7 +620,7 @@ def test_non_default_parameters_are_marked_and_secrets_hidden(client, alice):
 def test_a_lead_cancels_a_teammates_run_and_the_trail_names_them(client, alice, bob):
     bob.last_name = "Marley"
     bob.save(update_fields=["last_name"])
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     client.force_login(bob)
     response = client.post(reverse("run_cancel", args=[run.pk]), **HTMX)
     assert response.status_code == 200
@@ -697,7 +638,7 @@ def test_a_lead_cancels_a_teammates_run_and_the_trail_names_them(client, alice, 
 
 @pytest.mark.django_db
 def test_an_artist_cancels_their_own_run_without_javascript(client, alice):
-    run = make_run(alice, RunState.QUEUED)
+    run = make_sent_run(alice, RunState.QUEUED)
     client.force_login(alice)
     response = client.post(reverse("run_cancel", args=[run.pk]), follow=True)
     assert response.redirect_chain[-1][0] == reverse("run_detail", args=[run.pk])
@@ -709,7 +650,7 @@ def test_an_artist_cancels_their_own_run_without_javascript(client, alice):
 
 @pytest.mark.django_db
 def test_canceling_twice_is_harmless(client, alice):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     client.force_login(alice)
     client.post(reverse("run_cancel", args=[run.pk]))
     assert client.post(reverse("run_cancel", args=[run.pk])).status_code == 302

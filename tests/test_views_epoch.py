@@ -10,9 +10,10 @@ from django.urls import reverse
 
 from simulator import faults
 from simulator.models import SimModel
-from tests.test_views import HTMX, add_samples, make_run
+from tests.factories import add_samples, make_bare_model, make_run, make_sent_run
+from tests.helpers import HTMX
 from training import services
-from training.models import EpochSample, RunEvent, RunState, ScenarioModel, TrainingRun
+from training.models import EpochSample, RunEvent, RunState, TrainingRun
 
 
 def _trained_remote_model(scenario, epochs=2):
@@ -31,15 +32,11 @@ def _trained_remote_model(scenario, epochs=2):
 
 
 def _run_for(user, model) -> TrainingRun:
-    local = ScenarioModel.objects.create(remote_id=model.id, name=model.name, type=model.type)
-    run = TrainingRun.objects.create(
-        created_by=user,
-        team=user.membership.team,
-        model=local,
-        model_type=local.type,
-        state=RunState.SUCCEEDED,
+    local = make_bare_model(model.name, model.type, remote_id=model.id)
+    run = make_run(
+        user, local, RunState.SUCCEEDED,
         parameters={"nbEpochs": len(model.epochs), "samplePrompts": ["a portrait"]},
-    )
+    )  # fmt: skip
     for index, epoch in enumerate(model.epochs):
         asset = epoch.assets[0]
         EpochSample.objects.create(
@@ -92,8 +89,8 @@ def test_a_503_from_scenario_is_said_in_words_not_a_500(scenario, client, bob):
 @pytest.mark.django_db(transaction=True)
 def test_an_epoch_of_a_model_scenario_has_not_trained_is_refused_in_words(scenario, client, alice):
     remote = scenario.create_model("Flux portrait v4", images=4)
-    local = ScenarioModel.objects.create(remote_id=remote.id, name=remote.name, type=remote.type)
-    run = make_run(alice, RunState.SUCCEEDED, model=local)
+    local = make_bare_model(remote.name, remote.type, remote_id=remote.id)
+    run = make_sent_run(alice, RunState.SUCCEEDED, model=local)
     add_samples(run, epochs=2, prompts=1)
     client.force_login(alice)
     response = client.post(
@@ -179,9 +176,9 @@ def test_without_javascript_a_refusal_comes_back_as_a_message(scenario, client, 
 
 @pytest.mark.django_db
 def test_choosing_an_epoch_on_a_later_run_of_the_model_frees_the_earlier_one(alice, bob):
-    earlier = make_run(alice, RunState.SUCCEEDED)
-    later = make_run(alice, RunState.SUCCEEDED, model=earlier.model)
-    other_model = make_run(alice, RunState.SUCCEEDED)
+    earlier = make_sent_run(alice, RunState.SUCCEEDED)
+    later = make_sent_run(alice, RunState.SUCCEEDED, model=earlier.model)
+    other_model = make_sent_run(alice, RunState.SUCCEEDED)
     services.record_epoch_choice(earlier, "000002", alice)
     services.record_epoch_choice(other_model, "000001", alice)
     services.record_epoch_choice(later, "000003", bob)
@@ -194,7 +191,7 @@ def test_choosing_an_epoch_on_a_later_run_of_the_model_frees_the_earlier_one(ali
 
 @pytest.mark.django_db
 def test_an_epoch_chosen_by_someone_since_deleted_is_still_in_use(client, alice, staff):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run, epochs=2, prompts=1)
     services.record_epoch_choice(run, f"epoch-{run.pk}-1", staff)
     staff.delete()
@@ -206,10 +203,10 @@ def test_an_epoch_chosen_by_someone_since_deleted_is_still_in_use(client, alice,
 
 @pytest.mark.django_db
 def test_a_run_whose_model_was_trained_again_offers_no_epoch_to_use(client, alice):
-    earlier = make_run(alice, RunState.SUCCEEDED)
+    earlier = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(earlier, epochs=2, prompts=1)
     services.record_epoch_choice(earlier, f"epoch-{earlier.pk}-1", alice)
-    make_run(alice, RunState.RUNNING, model=earlier.model)
+    make_sent_run(alice, RunState.RUNNING, model=earlier.model)
     client.force_login(alice)
 
     for url in (

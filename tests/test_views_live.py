@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from tests.test_views import HTMX, add_samples, finish, make_run
+from tests.factories import add_samples, finish, make_bare_model, make_sent_run
+from tests.helpers import HTMX
 from training import services
-from training.models import RunState, ScenarioModel
+from training.models import RunState
 
 REFRESH = '<noscript><meta http-equiv="refresh" content="3"></noscript>'
 
@@ -35,14 +36,14 @@ def samples_card(html: str) -> str:
 def test_an_active_run_page_reloads_itself_without_javascript_and_a_finished_one_does_not(
     client, alice
 ):
-    active = make_run(alice, RunState.QUEUED)
-    done = make_run(alice, RunState.SUCCEEDED)
+    active = make_sent_run(alice, RunState.QUEUED)
+    done = make_sent_run(alice, RunState.SUCCEEDED)
     assert REFRESH in page_of(client, alice, "run_detail", active.pk)
     assert "http-equiv" not in page_of(client, alice, "run_detail", done.pk)
 
 
 def test_the_dashboard_reloads_itself_only_while_a_run_is_active(client, alice):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     assert REFRESH in page_of(client, alice, "home")
     finish(run)
     assert "http-equiv" not in page_of(client, alice, "home")
@@ -52,7 +53,7 @@ def test_the_dashboard_reloads_itself_only_while_a_run_is_active(client, alice):
 
 
 def test_the_live_panel_reloads_the_samples_card_when_the_run_ends(client, alice):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     html = page_of(client, alice, "run_detail", run.pk)
     assert "Sample images appear here after each epoch" in samples_card(html)
     poll_url = html.split('hx-get="')[1].split('"')[0].replace("&amp;", "&")
@@ -70,7 +71,7 @@ def test_the_live_panel_reloads_the_samples_card_when_the_run_ends(client, alice
 
 
 def test_the_stages_the_job_status_and_the_timing_show_one_end_time(client, alice):
-    run = make_run(
+    run = make_sent_run(
         alice,
         RunState.SUCCEEDED,
         status_history=[
@@ -93,7 +94,9 @@ def test_the_stages_the_job_status_and_the_timing_show_one_end_time(client, alic
 
 
 def test_without_a_date_from_scenario_the_end_is_when_the_dashboard_saw_it(client, alice):
-    run = make_run(alice, RunState.CANCELED, finished_at=datetime(2025, 5, 1, 9, 0, 5, tzinfo=UTC))
+    run = make_sent_run(
+        alice, RunState.CANCELED, finished_at=datetime(2025, 5, 1, 9, 0, 5, tzinfo=UTC)
+    )
     html = page_of(client, alice, "run_detail", run.pk)
     assert "09:00:05" in html.split('data-stage="finished"')[1].split("</li>")[0]
     assert "09:00:05" in html.split('<dd class="ended-at">')[1].split("</dd>")[0]
@@ -103,7 +106,7 @@ def test_without_a_date_from_scenario_the_end_is_when_the_dashboard_saw_it(clien
 
 
 def test_until_someone_picks_an_epoch_the_last_one_is_in_use(client, alice):
-    run = make_run(alice, RunState.SUCCEEDED)
+    run = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(run, epochs=3, prompts=1)
     card = samples_card(page_of(client, alice, "run_detail", run.pk))
     last = card.split('<tr data-epoch="3"')[1].split("</tr>")[0]
@@ -119,15 +122,15 @@ def test_until_someone_picks_an_epoch_the_last_one_is_in_use(client, alice):
 
 
 def test_no_epoch_is_in_use_while_the_run_trains(client, alice):
-    run = make_run(alice, RunState.RUNNING)
+    run = make_sent_run(alice, RunState.RUNNING)
     add_samples(run, epochs=2, prompts=1)
     assert "In use" not in samples_card(page_of(client, alice, "run_detail", run.pk))
 
 
 def test_an_older_run_says_why_its_epochs_cannot_be_picked_and_where_they_went(client, alice):
-    earlier = make_run(alice, RunState.SUCCEEDED)
+    earlier = make_sent_run(alice, RunState.SUCCEEDED)
     add_samples(earlier, epochs=2, prompts=1)
-    later = make_run(alice, RunState.SUCCEEDED, model=earlier.model)
+    later = make_sent_run(alice, RunState.SUCCEEDED, model=earlier.model)
     for html in (
         page_of(client, alice, "run_detail", earlier.pk),
         client.get(reverse("run_samples", args=[earlier.pk]), **HTMX).content.decode(),
@@ -145,8 +148,8 @@ def test_an_older_run_says_why_its_epochs_cannot_be_picked_and_where_they_went(c
 def test_the_finished_event_lists_my_runs_for_a_notification_and_not_my_teammates(
     client, alice, bob
 ):
-    mine = make_run(alice, name="Alice's knight", train_duration=200)
-    teammates = make_run(bob, name="Bob's castle")
+    mine = make_sent_run(alice, name="Alice's knight", train_duration=200)
+    teammates = make_sent_run(bob, name="Bob's castle")
     client.force_login(alice)
     finish(mine)
     finish(teammates, RunState.FAILED)
@@ -165,7 +168,7 @@ def test_the_finished_event_lists_my_runs_for_a_notification_and_not_my_teammate
 
 
 def test_the_dashboard_refresh_carries_the_same_notification(client, alice):
-    run = make_run(alice, RunState.QUEUED, name="Queued knight")
+    run = make_sent_run(alice, RunState.QUEUED, name="Queued knight")
     client.force_login(alice)
     finish(run, RunState.CANCELED)
     response = client.get(reverse("home_board"), {"ids": str(run.pk)}, **HTMX)
@@ -186,10 +189,7 @@ def test_the_dashboard_offers_notifications_only_on_a_click(client, alice):
 
 def test_the_model_picker_says_a_models_status_in_words(client, alice):
     for status in ("training-canceled", "trained", "training"):
-        ScenarioModel.objects.create(
-            remote_id=f"m-{status}", name=f"Model {status}", type="flux.1-lora",
-            training_images_number=4, status=status,
-        )  # fmt: skip
+        make_bare_model(f"Model {status}", images=4, remote_id=f"m-{status}", status=status)
     html = page_of(client, alice, "launch")
     assert "Last training canceled" in html and "Training now" in html
     assert ">training-canceled<" not in html and ">trained<" not in html
@@ -206,7 +206,7 @@ def test_the_favicon_is_linked_and_served(client, alice):
 
 
 def test_a_refusal_is_a_styled_403_page_that_says_why(client, alice, dave):
-    run = make_run(dave, RunState.RUNNING)
+    run = make_sent_run(dave, RunState.RUNNING)
     client.force_login(alice)
     response = client.post(reverse("run_cancel", args=[run.pk]))
     assert response.status_code == 403

@@ -10,12 +10,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.test_views import (
-    HTMX,
-    add_event,
-    add_samples,
-    make_run,
-)
+from tests.factories import add_event, add_samples, make_sent_run
+from tests.helpers import HTMX
 from training import services
 from training.models import EventSource, RunState
 
@@ -24,7 +20,7 @@ PAGE_BUDGET = 8
 
 
 def _runs(user, count, *, epochs, state=RunState.RUNNING):
-    runs = [make_run(user, state) for _ in range(count)]
+    runs = [make_sent_run(user, state) for _ in range(count)]
     for run in runs:
         add_samples(run, epochs=epochs, prompts=2)
         add_event(run, RunState.DRAFT, actor=user, source=EventSource.USER)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import mirror
 from tests.fixtures.workers import (
     assert_valid_trail,
     broker_unreachable,
     launches,
-    mirror,
     reload,
     worker_thread,
 )

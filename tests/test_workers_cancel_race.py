@@ -9,7 +9,8 @@ from celery.signals import task_prerun
 
 from simulator import faults
 from simulator.models import RequestLog, SimJob
-from tests.fixtures.workers import mirror, reload, worker_thread
+from tests.factories import mirror
+from tests.fixtures.workers import reload, worker_thread
 from training import services, tasks
 from training.models import RunState
 

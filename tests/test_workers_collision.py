@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from tests.fixtures.workers import assert_valid_trail, launches, mirror, reload
+from tests.factories import mirror
+from tests.fixtures.workers import assert_valid_trail, launches, reload
 from training import budgets, services
 from training.models import RunState
 

@@ -12,7 +12,8 @@ import pytest
 from celery.app.task import Task
 
 from simulator import faults
-from tests.fixtures.workers import assert_valid_trail, launches, mirror, reload
+from tests.factories import mirror
+from tests.fixtures.workers import assert_valid_trail, launches, reload
 from training import services
 from training.models import RunState
 

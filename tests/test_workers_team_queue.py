@@ -10,7 +10,8 @@ import pytest
 from django.urls import reverse
 
 from simulator.models import RequestLog
-from tests.fixtures.workers import assert_valid_trail, mirror, reload
+from tests.factories import mirror
+from tests.fixtures.workers import assert_valid_trail, reload
 from training import services, team_queue
 from training.models import RunEvent, RunState, Team, TrainingRun
 
@@ -139,10 +140,9 @@ def client_as(client, user):
 
 def test_the_queue_never_holds_a_run_of_another_team(alice, charlie, db):
     # A guard for the tests above: positions count only the run's own team.
-    from tests.fixtures.workers import make_run
-    from training.models import ScenarioModel
+    from tests.factories import make_bare_model, make_run
 
-    model = ScenarioModel.objects.create(remote_id="m-1", type="flux.1-lora")
+    model = make_bare_model(remote_id="m-1")
     mine = make_run(alice, model, state=S.WAITING, queue_order=2)
     make_run(charlie, model, state=S.WAITING, queue_order=1)
     assert team_queue.ahead_of(mine) == 0

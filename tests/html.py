@@ -1,29 +1,10 @@
-"""Helpers for the training form's tests: models to pick, and reading the rendered form."""
+"""Reading rendered pages: the launch form's inputs, values, errors and what a browser posts."""
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
 from training.forms import CONTROL_NAMES
-from training.models import ScenarioModel
-
-IMAGES = [
-    {"id": f"asset_img{i}", "name": f"knight-{i}.png", "url": f"https://example.test/{i}.png"}
-    for i in range(3)
-]
-
-
-def make_model(model_type="flux.1-lora", images=12, remote_id=None, **fields) -> ScenarioModel:
-    remote_id = remote_id or f"model_{model_type.replace('.', '_')}_{images}"
-    return ScenarioModel.objects.create(
-        remote_id=remote_id,
-        name=fields.pop("name", f"Knight {model_type}"),
-        type=model_type,
-        status=fields.pop("status", "trained"),
-        training_images_number=images,
-        training_images=fields.pop("training_images", IMAGES if images else []),
-        **fields,
-    )
 
 
 class FormReader(HTMLParser):
@@ -126,6 +107,7 @@ class FormReader(HTMLParser):
 
 
 def read_form(response) -> FormReader:
+    """Read the launch form of a response."""
     reader = FormReader()
     reader.feed(response.content.decode())
     return reader
