@@ -1,7 +1,7 @@
 """Where the dashboard read Scenario's reference differently, each fix against the simulator.
 
 Every test talks to the simulator over real HTTP and plays the worker by calling the service
-functions the tasks call (as tests/test_services_scenario.py does), so each situation is set
+functions the tasks call (as test_services_scenario.py does), so each situation is set
 up exactly: a fourth training image, a typed default, a captcha, a dry run that launched, a
 plan limit, a cooldown, a stage nobody knows, a stall, polls that never succeed, what Scenario
 says it trained with, and epochs without sample images.

@@ -4,7 +4,7 @@ Alice trained a model; now someone trains it on Scenario outside the dashboard, 
 that training waits in Scenario's queue, Bob launches the same model. Scenario refuses his
 trigger ("Model is already training"): his run did not fail, it never started, costs nothing
 and leaves the team's success rate as it was. (A second launch while one of the team's own
-runs trains the model waits in the team queue instead: tests/test_workers_team_queue.py.)
+runs trains the model waits in the team queue instead: tests/lifecycle/test_workers_team_queue.py.)
 """
 
 from __future__ import annotations

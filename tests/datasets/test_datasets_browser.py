@@ -137,7 +137,7 @@ def test_alice_brings_a_dataset_checks_it_launches_and_watches_it_train(
     page.click("button[value='estimate']:not(.sr-only)")
     expect(page.locator(".quote-panel.ready")).to_be_visible()
     save_screenshot(page, "dataset-launch-form-preflight")
-    # (The refusal itself is tested without a browser: tests/test_datasets_views.py.)
+    # (The refusal itself is tested without a browser: tests/datasets/test_datasets_views.py.)
     expect(page.locator("#preflight")).to_contain_text("Warnings stop an artist's launch")
 
     # Alice removes the near-duplicate and fixes the caption: nothing is left to find.
