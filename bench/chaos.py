@@ -18,7 +18,7 @@ to end, and prints, from the simulator's request log and the database:
 - runs missing trainingStats, billing or samples;
 - the drain time, and the p95 time from a cancel request to Scenario receiving it.
 
-Figures, not pass/fail; tests/test_chaos.py runs a small N and asserts them.
+Figures, not pass/fail; tests/ops/test_chaos.py runs a small N and asserts them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: named people in two teams, plus the fixture plugins of each area."""
+"""Shared fixtures: named people in two teams, a model, plus the fixture plugins of each area."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
+from tests.factories import make_bare_model
 from training.models import Membership, Role, Team
 
 pytest_plugins = [
     "tests.fixtures.simulator",
+    "tests.fixtures.simulator_api",
     "tests.fixtures.workers",
     "tests.fixtures.browser",
+    "tests.fixtures.history",
     "tests.fixtures.schemas",
 ]
 
@@ -99,3 +102,9 @@ def charlie(django_user_model, team_b):
 def staff(django_user_model):
     """A staff member in no team, who sees everything."""
     return _person(django_user_model, "sam", is_staff=True)
+
+
+@pytest.fixture
+def model(db):
+    """A Flux LoRA model called Knight, known by its remote id only (no images listed)."""
+    return make_bare_model("Knight", remote_id="model_knight")

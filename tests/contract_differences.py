@@ -1,6 +1,6 @@
 """The accepted differences between the dashboard's table and the simulator's reading.
 
-tests/test_contract_params.py fails on any difference not listed here, and on any entry
+tests/client/test_contract_params.py fails on any difference not listed here, and on any entry
 here that no longer matches a difference, so this list is always the whole, current truth.
 Each entry covers model types × parameters for one aspect, with both sides' values, the
 reference's words (train-endpoints.md, or the Swagger subset where it says so) and why the
@@ -125,7 +125,7 @@ ACCEPTED: tuple[Accepted, ...] = (
 
 
 # --- What follows for the requests the dashboard sends ------------------------------------------
-# tests/test_client_requests.py builds the dashboard's request for every edge value its table
+# tests/client/test_client_requests.py builds the dashboard's request for every edge value its table
 # accepts (each bound, each choice) and checks it against the trigger's request schema. These
 # are the requests the schema refuses, as model types × parameter × values; each one follows
 # from an entry above (optimizeFor's enum).
