@@ -303,6 +303,9 @@ SUBMIT_TIMEOUT_SECONDS = env_float("SUBMIT_TIMEOUT_SECONDS", 60.0, minimum=1)
 # A draft not picked up by a worker by then is re-enqueued by the sweep.
 SUBMIT_GRACE_SECONDS = env_float("SUBMIT_GRACE_SECONDS", 10.0, minimum=0.1)
 # Polling rhythm: quick while the GPU works, slower deeper in the queue, capped.
+# Poll launched runs in batches, from one listing of Scenario's training models (GET
+# /models?status=training): ceil(N / 500) calls for N runs. Off: one GET /models/{id} a run.
+POLL_BY_LIST = env_bool("POLL_BY_LIST", True)
 POLL_RUNNING_SECONDS = env_float("POLL_RUNNING_SECONDS", 2.0, minimum=0.05)
 POLL_QUEUED_SECONDS = env_float("POLL_QUEUED_SECONDS", 5.0, minimum=0.05)
 POLL_QUEUE_STEP_SECONDS = env_float("POLL_QUEUE_STEP_SECONDS", 2.0, minimum=0)

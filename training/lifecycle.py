@@ -132,8 +132,9 @@ def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
     )
 
 
-def enqueue(task_name: str, run_id: int) -> bool:
-    """Publish a task for a run. A broker that is down loses nothing: the sweep finds the run.
+def enqueue(task_name: str, *args) -> bool:
+    """Publish a task for a run (or a batch of runs). A broker that is down loses nothing: the
+    sweep finds the run.
 
     The task is named, not imported: training.tasks imports the lifecycle, never the reverse.
     """
@@ -143,21 +144,18 @@ def enqueue(task_name: str, run_id: int) -> bool:
         lease = setting("SUBMIT_TIMEOUT_SECONDS")
         options.update(time_limit=lease, soft_time_limit=lease * 0.8)
     try:
-        current_app.signature(f"training.tasks.{task_name}").apply_async((run_id,), **options)
+        current_app.signature(f"training.tasks.{task_name}").apply_async(args, **options)
     except Exception:  # each broker transport raises its own errors
         log.warning(
-            "Could not enqueue %s for run %s; the sweep will retry",
-            task_name,
-            run_id,
-            exc_info=True,
+            "Could not enqueue %s for %s; the sweep will retry", task_name, args, exc_info=True
         )
         return False
     return True
 
 
-def enqueue_on_commit(task_name: str, run_id: int) -> None:
-    """Publish a task for a run once the current transaction commits."""
-    transaction.on_commit(partial(enqueue, task_name, run_id))
+def enqueue_on_commit(task_name: str, *args) -> None:
+    """Publish a task once the current transaction commits."""
+    transaction.on_commit(partial(enqueue, task_name, *args))
 
 
 def is_launched(run: TrainingRun) -> bool:

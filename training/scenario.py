@@ -765,11 +765,13 @@ class ScenarioClient:
     def get_model(self, model_id: str) -> Model:
         return parse_model(_object(self._call("GET", f"/models/{_id(model_id)}"), "model"))
 
-    def iter_models(self, *, page_size: int = 100) -> Iterator[Model]:
-        """Yield every model, page after page (nextPaginationToken)."""
+    def iter_models(self, *, page_size: int = 100, status: str = "") -> Iterator[Model]:
+        """Yield every model (or those whose status is `status`), page after page."""
         token, seen = None, set()
         while True:
             query: dict[str, Any] = {"pageSize": page_size}
+            if status:
+                query["status"] = status
             if token:
                 query["paginationToken"] = token
             data = self._call("GET", "/models", params=query)

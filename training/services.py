@@ -29,6 +29,7 @@ says why.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import NoReturn
 
@@ -78,6 +79,8 @@ S = RunState
 # Small, so a training that ended just before a relaunch is not taken for the relaunch.
 LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
 SWEEP_BATCH = 500
+# GET /models takes pages of at most 500 ("maximum value is 500").
+LIST_PAGE_SIZE = 500
 # After a trigger's answer was lost, the model is read back this many seconds after, then
 # every last step, until it shows whether the launch happened.
 READ_BACK_SECONDS = (3.0, 10.0, 30.0)
@@ -661,7 +664,70 @@ def poll_run(run_id: int) -> None:
         enqueue_on_commit("cancel_run", run.pk)
 
 
-def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
+def poll_listed(run_ids: list[int]) -> None:
+    """Refresh a batch of runs from one listing of Scenario's training models.
+
+    ceil(N / 500) list calls serve N runs. A model no longer listed has left "training": its
+    final state and trainingStats need a read of its own (poll_run). The job is read only
+    when it holds something new. A failed listing puts the whole batch off at once.
+    """
+    runs = [
+        run
+        for run in TrainingRun.objects.filter(pk__in=run_ids, state__in=POLLED_STATES)
+        .select_related("model")
+        .order_by("pk")
+        if is_launched(run)
+    ]
+    if not runs:
+        return
+    client = scenario_client.get()
+    try:
+        listed = client.iter_models(status=remote.TRAINING_STATUS, page_size=LIST_PAGE_SIZE)
+        training = {model.id: model for model in listed}
+    except scenario.ScenarioError as error:
+        _listing_failed(runs, error)
+        return
+    for run in runs:
+        model = training.get(run.model.remote_id)
+        if model is None:
+            enqueue("poll_run", run.pk)
+            continue
+        _refresh(run, client, model, needs_job=_job_has_news)
+        if run.state == S.CANCEL_REQUESTED:
+            enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
+
+
+def _listing_failed(runs: list[TrainingRun], error: scenario.ScenarioError) -> None:
+    """Put a batch off after a failed listing, or poll its runs one by one if it cannot work."""
+    if not error.transient:
+        log.warning("Listing training models failed (%s); polling %d runs one by one",
+                    error, len(runs))  # fmt: skip
+        for run in runs:
+            enqueue("poll_run", run.pk)
+        return
+    delay = max(setting("POLL_RUNNING_SECONDS") * 4, error.retry_after or 0.0)
+    log.info("Listing training models failed (%s); %d runs wait %.1fs", error, len(runs), delay)
+    later = timezone.now() + timedelta(seconds=min(delay, setting("POLL_MAX_SECONDS")))
+    TrainingRun.objects.filter(pk__in=[run.pk for run in runs]).update(next_poll_at=later)
+
+
+def _job_has_news(run: TrainingRun, model: scenario.Model) -> bool:
+    """Tell whether the job holds something the list does not: a new status, or the bill.
+
+    Its status moves with the stage (and to "finalizing" when progress reaches 1); progress
+    within a stage is in the list already.
+    """
+    if model.status in remote.FINAL_STATUSES:
+        return True
+    progress = model.training_progress
+    if progress is None:
+        return False
+    finalizing = progress.progress >= 1 and (run.progress or 0) < 1
+    return (progress.stage or "") != run.stage or finalizing
+
+
+def _refresh(run: TrainingRun, client, model: scenario.Model, needs_job=None) -> bool:
+    needs_job = needs_job or _needs_job
     job, found = None, {}
     job_id = run.job_id or model.job_id
     if not job_id:
@@ -669,7 +735,7 @@ def _refresh(run: TrainingRun, client, model: scenario.Model) -> bool:
         if found is None:
             return False
         job_id = found.get("job_id", "")
-    if job_id and _needs_job(run, model):
+    if job_id and needs_job(run, model):
         try:
             job = client.get_job(job_id)
         except scenario.NotFound:
@@ -1009,7 +1075,10 @@ def sweep() -> int:
     """Claim the runs that are due and fan out their tasks; returns how many were claimed.
 
     A run is due when its next_poll_at has passed: queued, running and cancel-requested runs
-    for a poll, drafts the broker may have lost, and submissions whose lease ran out.
+    for a poll, drafts the broker may have lost, and submissions whose lease ran out. Polls
+    of launched runs go out in batches, one listing of Scenario's training models each
+    (POLL_BY_LIST). The due rows are locked and skipped by a second sweep running at once,
+    so each is claimed once, and a batch is claimed with one UPDATE per poll interval.
     """
     now = timezone.now()
     # Waiting runs are not due: the team queue sends them when a slot frees.
@@ -1020,13 +1089,32 @@ def sweep() -> int:
         .order_by(F("next_poll_at").asc(nulls_first=True))
         .only("state", "next_poll_at", "stage", "queue_position", "job_id", "remote_model_status")
     )
-    for run in due[:SWEEP_BATCH]:
-        task_name, delay = _sweep_plan(run)
-        if not _claim_due(run, now, delay):
-            continue  # another sweep got there first
-        claimed += 1
-        enqueue_on_commit(task_name, run.pk)
+    by_list: dict[timedelta, list[int]] = defaultdict(list)
+    with transaction.atomic():
+        for run in due.select_for_update(skip_locked=True)[:SWEEP_BATCH]:
+            task_name, delay = _sweep_plan(run)
+            if task_name == "poll_run" and _polled_by_list(run):
+                by_list[delay].append(run.pk)
+            elif _claim_due(run, now, delay):
+                claimed += 1
+                enqueue_on_commit(task_name, run.pk)
+        claimed += _claim_batch(by_list, now)
     return claimed
+
+
+def _polled_by_list(run: TrainingRun) -> bool:
+    return bool(setting("POLL_BY_LIST")) and run.state in POLLED_STATES and is_launched(run)
+
+
+def _claim_batch(by_delay: dict[timedelta, list[int]], now: datetime) -> int:
+    """Claim locked due runs for a listed poll: one UPDATE per interval, one task a batch."""
+    ids = []
+    for delay, pks in by_delay.items():
+        TrainingRun.objects.filter(pk__in=pks).update(next_poll_at=now + delay, last_polled_at=now)
+        ids += pks
+    for start in range(0, len(ids), LIST_PAGE_SIZE):
+        enqueue_on_commit("poll_listed", ids[start : start + LIST_PAGE_SIZE])
+    return len(ids)
 
 
 def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:

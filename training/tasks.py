@@ -64,6 +64,12 @@ def poll_run(run_id: int) -> None:
     services.poll_run(run_id)
 
 
+@shared_task(acks_late=True)
+def poll_listed(run_ids: list[int]) -> None:
+    # No Celery retry either: a failed list call reschedules the whole batch.
+    services.poll_listed(run_ids)
+
+
 @shared_task(**RETRYING)
 def cancel_run(run_id: int) -> None:
     services.cancel_run(run_id)

@@ -91,7 +91,8 @@ def test_train_prints_the_quote_on_a_dry_run(scenario, alice):
                       "--param", "nbEpochs=2")  # fmt: skip
     assert out.startswith("Quote: ") and "CU" in out
     assert not TrainingRun.objects.exists()
-    assert RequestLog.objects.filter(method="PUT", dry_run=False).count() == 0
+    launched = RequestLog.objects.filter(method="PUT", dry_run=False, model_id=knight.remote_id)
+    assert launched.count() == 0
 
 
 def test_train_launches_and_prints_the_run_id(scenario, broker, alice):

@@ -187,14 +187,18 @@ def test_one_notification_per_finished_run_across_two_tabs_and_its_click_opens_t
 # --- A clean console --------------------------------------------------------------------------
 
 
+def _knight_launch_form(scenario) -> str:
+    """Return the launch form's URL for a Flux LoRA model with 12 images, synced."""
+    scenario.create_model("Knight portraits", "flux.1-lora", images=12)
+    services.sync_models(scenario.client())
+    return f"/launch/?model={ScenarioModel.objects.get(name='Knight portraits').remote_id}"
+
+
 def test_typing_in_a_field_then_clicking_estimate_leaves_a_clean_console(
     scenario, open_context, alice
 ):
     from playwright.sync_api import expect
 
-    scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    model = ScenarioModel.objects.get(name="Knight portraits")
     page = open_context(alice).new_page()
     errors = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
@@ -212,7 +216,7 @@ def test_typing_in_a_field_then_clicking_estimate_leaves_a_clean_console(
         page.click("button[value='estimate']:not(.sr-only)")
         expect(page.locator("#launch-form:not([data-replaced]) .quote-panel.ready")).to_be_visible()
 
-    page.goto(f"/launch/?model={model.remote_id}")
+    page.goto(_knight_launch_form(scenario))
     for _ in range(3):
         # Leaving the field for the button sends its check; the estimate follows at once.
         page.fill("#id_nbEpochs", "5")
@@ -230,11 +234,8 @@ def test_a_check_held_back_while_a_button_is_pressed_is_shown_when_no_click_foll
 ):
     from playwright.sync_api import expect
 
-    scenario.create_model("Knight portraits", "flux.1-lora", images=12)
-    services.sync_models(scenario.client())
-    model = ScenarioModel.objects.get(name="Knight portraits")
     page = open_context(alice).new_page()
-    page.goto(f"/launch/?model={model.remote_id}")
+    page.goto(_knight_launch_form(scenario))
     page.fill("#id_maxTrainSteps", "20000")
     estimate = page.locator("button[value='estimate']:not(.sr-only)")
     estimate.scroll_into_view_if_needed()

@@ -24,11 +24,13 @@ pytestmark = [
 
 
 def polls_since(database: Path, model_id: str, moment: datetime) -> int:
-    """GET /models/{id} the simulator answered since `moment` (its request log)."""
+    """Polls the simulator answered since `moment` (its request log): reads of the model, and
+    listings of the models in training (the sweep's listed polls; the demo's model sync lists
+    models only every five minutes)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
         (count,) = db.execute(
-            "SELECT count(*) FROM simulator_requestlog WHERE method = 'GET' AND path LIKE ? "
-            "AND at > ?",
+            "SELECT count(*) FROM simulator_requestlog WHERE method = 'GET' "
+            "AND (path LIKE ? OR path LIKE '%/models') AND at > ?",
             (f"%/models/{model_id}", moment.strftime("%Y-%m-%d %H:%M:%S.%f")),
         ).fetchone()
     return count

@@ -19,7 +19,7 @@ from training import display
 from training.models import Membership
 from training.reports import names_of
 
-APP_JS = Path(__file__).resolve().parent.parent / "static" / "js" / "app.js"
+APP_JS = Path(__file__).resolve().parents[2] / "static" / "js" / "app.js"
 
 
 # --- durations ------------------------------------------------------------------------------

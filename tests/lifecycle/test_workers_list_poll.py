@@ -1,0 +1,148 @@
+"""Polls by listing: one GET /models?status=training refreshes every training run at once.
+
+A model is read alone only once it has left "training", for its final state and its
+trainingStats; during a training no GET /models/{id} is sent for it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from simulator import faults
+from simulator.models import RequestLog
+from tests.factories import make_bare_model, make_run, mirror
+from tests.fixtures.workers import assert_valid_trail, reload
+from training import services
+from training.models import RunState
+
+S = RunState
+PROMPTS = ["a knight in silver armour", "a castle at dusk"]
+
+pytestmark = [pytest.mark.worker]
+
+
+def _reads_of(model_id: str, *, since, until) -> int:
+    return RequestLog.objects.filter(
+        method="GET", path__endswith=f"/models/{model_id}", at__gte=since, at__lte=until
+    ).count()
+
+
+def _listings() -> int:
+    return RequestLog.objects.filter(method="GET", path__endswith="/models").count()
+
+
+def test_runs_train_to_their_end_from_listings_with_no_model_read_while_training(
+    scenario, celery_worker_thread, fast_lifecycle, drive, alice
+):
+    scenario.set_gpu_slots(3)
+    scenario.set_speed(60)
+    models = [mirror(scenario.create_model(f"Knight {i}", images=2)) for i in range(6)]
+    runs = [
+        services.launch_run(
+            user=alice,
+            model=model,
+            parameters={"nbEpochs": 2, "samplePrompts": PROMPTS, "maxTrainSteps": 100},
+        )
+        for model in models
+    ]
+    drive(
+        lambda: all(reload(run).is_final for run in runs),
+        timeout=120,
+        describe=lambda: [reload(run).state for run in runs],
+    )
+
+    assert _listings() > 0
+    for run in map(reload, runs):
+        assert assert_valid_trail(run)[-3:] == ["queued", "running", "succeeded"]
+        assert run.train_duration and run.queue_duration is not None and run.cu_cost > 0
+        assert run.status_history[-1]["status"] == "success"
+        assert run.samples.count() == 4
+        # While it trained, the listings told everything: no read of its model alone.
+        during = _reads_of(run.model.remote_id, since=run.submitted_at, until=run.train_ended_at)
+        assert during == 0, f"run {run.pk}: {during} reads of its model while it trained"
+        # Once it left "training", one read (or a few, if a poll raced) gave its final state.
+        assert _reads_of(run.model.remote_id, since=run.train_ended_at, until=timezone.now()) >= 1
+
+
+def test_with_listing_off_each_run_reads_its_own_model(
+    scenario, celery_worker_thread, fast_lifecycle, drive, alice, settings
+):
+    settings.POLL_BY_LIST = False
+    scenario.set_speed(60)
+    run = services.launch_run(
+        user=alice, model=mirror(scenario.create_model("Knight", images=2)), parameters={}
+    )
+    drive(lambda: reload(run).is_final, timeout=120, describe=lambda: reload(run).state)
+    run = reload(run)
+    assert run.state == S.SUCCEEDED
+    assert _listings() == 0
+    assert _reads_of(run.model.remote_id, since=run.submitted_at, until=run.train_ended_at) > 0
+
+
+def _due_launched_runs(user, model_factory, count: int) -> list:
+    past = timezone.now() - timedelta(seconds=5)
+    return [
+        make_run(
+            user,
+            model_factory(i),
+            S.RUNNING,
+            job_id=f"job_{i}",
+            remote_model_status="training",
+            stage="running-train",
+            next_poll_at=past,
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_sweep_claims_a_batch_with_one_update_and_sends_one_task(
+    db, alice, django_capture_on_commit_callbacks
+):
+    runs = _due_launched_runs(alice, lambda i: make_bare_model(remote_id=f"model_{i}"), 40)
+    with CaptureQueriesContext(connection) as queries:
+        with django_capture_on_commit_callbacks() as sent:
+            claimed = services.sweep()
+    assert claimed == 40
+    updates = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "training_trainingrun"')]
+    assert len(updates) == 1  # every run polls at the running interval: one claim
+    assert len(sent) == 1  # one poll_listed task for the batch
+    for run in map(reload, runs):
+        assert run.next_poll_at > timezone.now() and run.last_polled_at is not None
+    # Claimed runs are not due again: a second sweep finds nothing to send.
+    with django_capture_on_commit_callbacks() as again:
+        assert services.sweep() == 0
+    assert again == []
+
+
+def test_a_429_on_the_listing_puts_the_whole_batch_off_with_one_request(scenario, alice, settings):
+    settings.SCENARIO_MAX_RETRY_AFTER = 0  # the client does not wait and ask again itself
+    models = [mirror(scenario.create_model(f"Knight {i}", images=2)) for i in range(5)]
+    runs = _due_launched_runs(alice, lambda i: models[i], 5)
+    RequestLog.objects.all().delete()
+    faults.inject(429, times=1, method="GET", path_contains="/models", retry_after=7)
+    before = timezone.now()
+    services.poll_listed([run.pk for run in runs])
+    assert RequestLog.objects.count() == 1  # the listing only, not one request per run
+    for run in map(reload, runs):
+        assert run.next_poll_at >= before + timedelta(seconds=7)
+        assert run.state == S.RUNNING
+
+
+def test_a_model_missing_from_the_listing_is_read_on_its_own(scenario, celery_worker_thread, alice):
+    """A model that left "training" is read alone: here, one never launched on Scenario."""
+    model = mirror(scenario.create_model("Knight", images=2))
+    (run,) = _due_launched_runs(alice, lambda i: model, 1)
+    RequestLog.objects.all().delete()
+    services.poll_listed([run.pk])
+    assert _listings() == 1
+    # The worker runs the poll of its own that the listing sent.
+    deadline = time.monotonic() + 20
+    while not RequestLog.objects.filter(path__endswith=f"/models/{model.remote_id}").exists():
+        assert time.monotonic() < deadline, "the model was never read on its own"
+        time.sleep(0.05)
