@@ -194,6 +194,7 @@ def main() -> None:
         sys.exit("bench.live needs wrk: apt-get install wrk")
     prepare_environment(os.environ.get("BENCH_LIVE_DATABASE_URL", DEFAULT_URL))
     cookie, run_pk = seed()
+    print("seeded; starting gunicorn …", file=sys.stderr, flush=True)
     server = serve(args.port, args.workers)
     try:
         base = f"http://127.0.0.1:{args.port}"
@@ -208,7 +209,10 @@ def main() -> None:
             "board, unchanged (204)": board,
             "board, rendered": re.sub(r"token=[^&]*", "token=old", board),
         }
-        rates = {name: wrk(url, args.seconds, cookie) for name, url in cases.items()}
+        rates = {}
+        for name, url in cases.items():
+            print(f"measuring {name} …", file=sys.stderr, flush=True)
+            rates[name] = wrk(url, args.seconds, cookie)
         hello = rates["hello (signed in)"]
         print(f"{'':32}{'req/s':>10}{'× hello':>10}{'cost × hello':>14}")
         for name, rate in rates.items():

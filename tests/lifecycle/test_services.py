@@ -257,8 +257,11 @@ def test_another_team_may_not_cancel(alice, charlie, model):
 
 
 def test_the_sweep_claims_due_runs_and_leaves_the_rest(
-    alice, model, django_capture_on_commit_callbacks
+    alice, model, django_capture_on_commit_callbacks, settings
 ):
+    settings.POLL_BY_LIST = (
+        False  # one task a run (batches: tests/lifecycle/test_workers_list_poll)
+    )
     now = timezone.now()
     past, future = now - timedelta(seconds=1), now + timedelta(minutes=5)
     due = [
