@@ -5,11 +5,13 @@
 Needs Postgres and `redis-server`. Each size runs in a process of its own on a fresh
 database (POLL_SCALE_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/poll_scale),
 with its own Redis on a spare port, the simulator under gunicorn (as many GPU slots as runs:
-every training runs at once), beat, and one worker (`-Q urgent,celery`, 4 processes), all
+every training runs at once), beat, and one worker (`-Q urgent,celery`, 4 processes, or with
+`--pool threads` 16 threads in one), all
 with the project's default poll settings. It launches N runs of about a minute each (four
 epochs), and once a second compares every run's stored state and epochs with the simulator's
 truth at that moment, read from the simulator's own tables. It prints: staleness p50, p99
-and max (how long the stored state had been behind the truth, over every run and second);
+and max (how long the stored state had been behind the truth, over every run and second),
+over the whole run and once every launch was on Scenario (the launches all go out at once);
 the lag from a training's end to the dashboard storing it (p50, p95, max); Scenario calls
 and database transactions per run per minute; the broker's largest backlog; the CPU of each
 process (seconds per second) and its memory after the run. Ratios are against the smallest
@@ -31,13 +33,16 @@ from bench.chaos import LIFECYCLE, ROOT, Options, Stack
 from bench.history import ensure_database
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/poll_scale"
-TIME_SCALE = 2.0  # simulated seconds per real second: a 100-step, 4-epoch run trains a minute
-PARAMETERS = {"nbEpochs": 4, "maxTrainSteps": 100, "samplePrompts": ["a knight"]}
+TIME_SCALE = 2.0  # simulated seconds per real second: a 300-step run trains 2.5 minutes
+PARAMETERS = {"nbEpochs": 4, "maxTrainSteps": 300, "samplePrompts": ["a knight"]}
+SENDING = {"draft", "waiting", "submitting"}
 SETTINGS = {"MODEL_SYNC_INTERVAL_SECONDS": "3600", "DJANGO_LOG_LEVEL": "WARNING"}
 
 
 class ScaleStack(Stack):
     """Redis, the simulator under gunicorn, beat and one worker."""
+
+    pool = ("--pool=prefork", "--concurrency=4")
 
     def commands(self) -> dict[str, list[str]]:
         celery = [sys.executable, "-m", "celery", "-A", "dashboard"]
@@ -47,18 +52,22 @@ class ScaleStack(Stack):
             "simulator": [sys.executable, "-m", "gunicorn", "dashboard.wsgi:application",
                           "-b", f"127.0.0.1:{self.sim_port}", "-w", "2", "--log-level", "warning"],
             "beat": [*celery, "beat", "-l", "WARNING"],
-            "worker": [*celery, "worker", "-Q", "urgent,celery", "--concurrency=4",
-                       "-l", "WARNING"],
+            "worker": [*celery, "worker", "-Q", "urgent,celery", *self.pool, "-l", "WARNING"],
         }  # fmt: skip
 
 
 # --- one size, in a process of its own ------------------------------------------------------
 
 
-def run_one(count: int, folder: Path) -> dict:
+POOLS = {"prefork": ("--pool=prefork", "--concurrency=4"),
+         "threads": ("--pool=threads", "--concurrency=16")}  # fmt: skip
+
+
+def run_one(count: int, folder: Path, pool: str = "prefork") -> dict:
     url = os.environ.get("POLL_SCALE_DATABASE_URL", DEFAULT_URL)
     options = Options(runs=count, time_scale=TIME_SCALE, gpu_slots=count, faults="")
     stack = ScaleStack(url, folder, options)
+    stack.pool = POOLS[pool]
     for name in LIFECYCLE:  # the chaos run's quick settings: here, the project's defaults
         stack.env.pop(name, None)
     stack.env.update(SETTINGS, DJANGO_DEBUG="false", DJANGO_SECURE_SSL_REDIRECT="false",
@@ -121,6 +130,7 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
     broker = redis.Redis(port=stack.redis_port)
     started, cpu_before, xacts_before = time.monotonic(), cpu_by_process(stack), transactions()
     lags: list[float] = []
+    settled: list[float] = []  # once every launch is on Scenario: the steady state
     backlog = 0
     deadline = started + 600
     while time.monotonic() < deadline:
@@ -131,10 +141,14 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
                 "pk", "state", "model__remote_id", "epoch_names"
             )
         )
+        all_sent = not any(row["state"] in SENDING for row in rows)
         for row in rows:
             timeline = schedule.latest_for(row["model__remote_id"])
             if timeline is not None:
-                lags.append(_behind(schedule, timeline, row, now, remote).total_seconds())
+                lag = _behind(schedule, timeline, row, now, remote).total_seconds()
+                lags.append(lag)
+                if all_sent:
+                    settled.append(lag)
         backlog = max(backlog, broker.llen("celery") + broker.llen("urgent"))
         if all(row["state"] in FINAL_STATES for row in rows):
             break
@@ -157,6 +171,7 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
         "seconds": round(wall, 1),
         "finished": TrainingRun.objects.filter(pk__in=run_ids, state__in=FINAL_STATES).count(),
         "staleness": _spread(lags, (50, 99, 100)),
+        "staleness_all_sent": _spread(settled, (50, 99, 100)),
         "end_shown": _spread(ended, (50, 95, 100)),
         "calls_per_run_minute": round(calls / n / minutes, 2),
         "listings": RequestLog.objects.filter(method="GET", path__endswith="/models").count(),
@@ -270,6 +285,7 @@ def report(results: list[dict]) -> str:
         lines += [
             f"N = {result['runs']}: {result['finished']} finished in {result['seconds']} s",
             f"  staleness      {result['staleness']}  (p99 × N={base['runs']}: {ratio:.2f})",
+            f"    once all were launched {result['staleness_all_sent']}",
             f"  end shown lag  {result['end_shown']}",
             f"  calls/run/min  {result['calls_per_run_minute']}  (listings {result['listings']}, "
             f"reads of one model {result['model_reads']})",
@@ -285,11 +301,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="100,300,1000")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pool", choices=sorted(POOLS), default="prefork",
+                        help="the worker's pool: 4 processes, or 16 threads in one")  # fmt: skip
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, Path(args.folder))))
+        print(json.dumps(run_one(args.one, Path(args.folder), args.pool)))
         return
     results = []
     for count in (int(n) for n in args.runs.split(",")):
@@ -297,7 +315,7 @@ def main() -> None:
         folder.mkdir(exist_ok=True)
         child = subprocess.run(
             [sys.executable, "-m", "bench.poll_scale", "--one", str(count), "--folder",
-             str(folder)],
+             str(folder), "--pool", args.pool],
             cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if child.returncode:

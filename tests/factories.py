@@ -183,7 +183,7 @@ def finish(run, state=RunState.SUCCEEDED, **fields) -> None:
 
 def seed_known_runs(alice, dave, bob, charlie) -> dict[str, TrainingRun]:
     """Create seven runs with figures worked out by hand in the tests; six in team A, one in B."""
-    return {
+    runs = {
         "castle": make_past_run(
             alice, "Castle LoRA", state="succeeded", launched=at("2025-01-06"),
             queue=60, train=600, quote=10, cost=9, discount=1, epochs=3, wall=700,
@@ -212,3 +212,10 @@ def seed_known_runs(alice, dave, bob, charlie) -> dict[str, TrainingRun]:
             alice, "Castle v3", state="running", launched=at("2025-03-10"), queue=45, quote=11,
         ),
     }  # fmt: skip
+    # Forecasts made at launch: castle2 ended 5 min after its likely time, forest 10 min before.
+    for key, miss in (("castle2", 300), ("forest", -600), ("night", 10)):
+        run = runs[key]
+        run.forecast_finish_p50 = run.finished_at - dt.timedelta(seconds=miss)
+        run.forecast_finish_p90 = run.forecast_finish_p50 + dt.timedelta(minutes=8)
+        run.save(update_fields=["forecast_finish_p50", "forecast_finish_p90"])
+    return runs

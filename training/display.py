@@ -54,6 +54,15 @@ def about_minutes(seconds: float) -> str:
     return f"{max(_half_up(seconds / 60), 1)} min"
 
 
+def forecast_miss(seconds) -> str:
+    """Say how a run's end compared with its forecast's likely time: "4 min late"; none → "—"."""
+    if seconds is None:
+        return NOTHING
+    if abs(seconds) < 30:
+        return "on time"
+    return f"{about_minutes(abs(seconds))} {'late' if seconds > 0 else 'early'}"
+
+
 def took_seconds(run) -> float | None:
     """Return how long a finished run took: its training, else launch to end (canceled queued)."""
     if run.train_duration is not None:

@@ -49,13 +49,13 @@ STACK_SERIES = 7
 # --- expressions --------------------------------------------------------------------------
 
 
-class WallSeconds(Func):
-    """Seconds from launch (created_at) to the end of the run (finished_at); null while active."""
+class SecondsBetween(Func):
+    """Seconds from one datetime column to a later one; null when either is null."""
 
     output_field = FloatField()
 
-    def __init__(self, **extra):
-        super().__init__(F("finished_at"), F("created_at"), **extra)
+    def __init__(self, later: str, earlier: str, **extra):
+        super().__init__(F(later), F(earlier), **extra)
 
     def as_sql(self, compiler, connection, **extra):
         # SQLite keeps datetimes as text; julianday() turns them into days.
@@ -73,6 +73,16 @@ class WallSeconds(Func):
             sqls.append(sql)
             params.extend(expression_params)
         return sqls, params
+
+
+def wall_seconds() -> SecondsBetween:
+    """Seconds from launch (created_at) to the end of the run (finished_at); null while active."""
+    return SecondsBetween("finished_at", "created_at")
+
+
+def forecast_miss() -> SecondsBetween:
+    """Seconds the run ended after its forecast's likely time (negative: before it)."""
+    return SecondsBetween("finished_at", "forecast_finish_p50")
 
 
 class PercentileCont(Aggregate):
@@ -127,12 +137,13 @@ def _sorts() -> dict[str, Sort]:
             Sort("launched", "Launched", F("created_at"), "datetime", nullable=False),
             Sort("queue", "Queue", F("queue_duration"), "number", numeric=True),
             Sort("train", "Train", F("train_duration"), "number", numeric=True),
-            Sort("wall", "Wall time", WallSeconds(), "number", numeric=True),
+            Sort("wall", "Wall time", wall_seconds(), "number", numeric=True),
             Sort("state", "State", F("state"), "text", nullable=False),
             Sort("quoted", "CU quoted", F("quote_cu_cost"), "number", numeric=True),
             Sort("billed", "CU billed", F("cu_cost"), "number", numeric=True),
             Sort("discount", "Discount", F("cu_discount"), "number", numeric=True),
             Sort("epochs", "Epochs", epochs_count(), "number", nullable=False, numeric=True),
+            Sort("forecast", "vs forecast", forecast_miss(), "number", numeric=True),
         ]
     }
 
@@ -281,8 +292,9 @@ def history_rows(runs: QuerySet[TrainingRun]) -> QuerySet[TrainingRun]:
     """Annotate runs with the figures the history shows, related names joined, in one query."""
     return runs.select_related("model", "team").annotate(
         artist=display.person_expression("created_by"),
-        wall_seconds=WallSeconds(),
+        wall_seconds=wall_seconds(),
         epochs=epochs_count(),
+        forecast_miss=forecast_miss(),
     )
 
 
@@ -671,6 +683,9 @@ CSV_HEADER = [
     "cu_discount",
     "epochs",
     "finished_at",
+    "forecast_finish_p50",
+    "forecast_finish_p90",
+    "forecast_miss_seconds",
     "outcome",
 ]
 
@@ -679,8 +694,9 @@ def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[t
     """Yield every filtered run as a tuple, streamed from the database in chunks."""
     ordered = sorted_runs(runs, filters).annotate(
         artist_label=display.person_expression("created_by"),
-        wall=WallSeconds(),
+        wall=wall_seconds(),
         epochs_n=epochs_count(),
+        miss=forecast_miss(),
     )
     columns = ordered.values_list(
         "pk",
@@ -699,6 +715,9 @@ def csv_rows(runs: QuerySet[TrainingRun], filters: HistoryFilters) -> Iterator[t
         "cu_discount",
         "epochs_n",
         "finished_at",
+        "forecast_finish_p50",
+        "forecast_finish_p90",
+        "miss",
         "error_message",
     )
     for *row, reason in columns.iterator(chunk_size=2000):

@@ -149,6 +149,9 @@ SORT_VALUES = {
     "billed": lambda r: r.cu_cost,
     "discount": lambda r: r.cu_discount,
     "epochs": lambda r: 1 + max((s.epoch_index for s in r.samples.all()), default=-1),
+    "forecast": lambda r: (
+        (r.finished_at - r.forecast_finish_p50).total_seconds() if r.forecast_finish_p50 else None
+    ),
 }
 
 
@@ -539,3 +542,12 @@ def test_a_person_in_no_team_sees_an_empty_history(client, django_user_model, kn
     assert response.status_code == 200
     assert response.context["page"].rows == []
     assert "No runs match these filters." in response.text
+
+
+def test_the_table_says_how_each_run_ended_against_its_forecast(client, staff, known_runs):
+    client.force_login(staff)
+    html = client.get(HISTORY, {"sort": "-forecast"}).content.decode()
+    rows = {key: html.index(f"#{run.pk}<") for key, run in known_runs.items()}
+    # Latest against its forecast first, runs without a forecast last.
+    assert rows["castle2"] < rows["night"] < rows["forest"] < rows["castle"]
+    assert ">5 min late<" in html and ">10 min early<" in html and ">on time<" in html

@@ -64,8 +64,19 @@ def test_a_row_holds_the_run_figures(client, staff, known_runs):
         "cu_discount": "1",
         "epochs": "3",
         "finished_at": "2025-01-06T10:11:40+00:00",
+        "forecast_finish_p50": "",
+        "forecast_finish_p90": "",
+        "forecast_miss_seconds": "",
         "outcome": "Succeeded",
     }
+
+
+def test_a_row_holds_the_forecast_made_at_launch(client, staff, known_runs):
+    _, rows = export(client, staff)
+    forest = next(row for row in rows if row["id"] == str(known_runs["forest"].pk))
+    assert forest["forecast_finish_p50"] == "2025-02-03T10:31:40+00:00"
+    assert forest["forecast_finish_p90"] == "2025-02-03T10:39:40+00:00"
+    assert forest["forecast_miss_seconds"] == "-600"
 
 
 def test_the_outcome_says_why_a_run_failed_or_never_started(client, staff, alice):

@@ -12,6 +12,7 @@ register.filter("duration", show.duration)
 register.filter("remaining", show.remaining)
 register.filter("cu", show.cu)
 register.filter("cu_amount", show.cu_amount)
+register.filter("forecast_miss", show.forecast_miss)
 register.filter("person", show.person)
 register.filter("web_url", show.web_url)
 
