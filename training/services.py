@@ -81,6 +81,9 @@ LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
 SWEEP_BATCH = 500
 # GET /models takes pages of at most 500 ("maximum value is 500").
 LIST_PAGE_SIZE = 500
+# A batch of listed polls holds its runs this long at most: the batch re-arms each run when
+# it is done, and a batch whose task was lost is claimed again once the hold is over.
+BATCH_HOLD_SECONDS = 30.0
 # After a trigger's answer was lost, the model is read back this many seconds after, then
 # every last step, until it shows whether the launch happened.
 READ_BACK_SECONDS = (3.0, 10.0, 30.0)
@@ -664,12 +667,14 @@ def poll_run(run_id: int) -> None:
         enqueue_on_commit("cancel_run", run.pk)
 
 
-def poll_listed(run_ids: list[int]) -> None:
+def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     """Refresh a batch of runs from one listing of Scenario's training models.
 
     ceil(N / 500) list calls serve N runs. A model no longer listed has left "training": its
     final state and trainingStats need a read of its own (poll_run). The job is read only
-    when it holds something new. A failed listing puts the whole batch off at once.
+    when it holds something new. A failed listing puts the whole batch off at once. A run
+    this batch still holds (`held_until`, the sweep's claim) is then due again after its
+    usual interval: the next poll is never sent while this one is under way.
     """
     runs = [
         run
@@ -695,6 +700,22 @@ def poll_listed(run_ids: list[int]) -> None:
         _refresh(run, client, model, needs_job=_job_has_news)
         if run.state == S.CANCEL_REQUESTED:
             enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
+    if held_until:
+        _rearm(runs, datetime.fromisoformat(held_until))
+
+
+def _rearm(runs: list[TrainingRun], held_until: datetime) -> None:
+    """Make the runs a batch still holds due after their usual interval: one UPDATE each."""
+    by_delay: dict[timedelta, list[int]] = defaultdict(list)
+    for run in runs:
+        snapshot = {"stage": run.stage, "queue_position": run.queue_position,
+                    "remote_updated_at": run.remote_updated_at}  # fmt: skip
+        by_delay[_poll_delay(run.state, snapshot)].append(run.pk)
+    now = timezone.now()
+    for delay, pks in by_delay.items():
+        TrainingRun.objects.filter(pk__in=pks, next_poll_at=held_until).update(
+            next_poll_at=now + delay
+        )
 
 
 def _listing_failed(runs: list[TrainingRun], error: scenario.ScenarioError) -> None:
@@ -1078,7 +1099,7 @@ def sweep() -> int:
     for a poll, drafts the broker may have lost, and submissions whose lease ran out. Polls
     of launched runs go out in batches, one listing of Scenario's training models each
     (POLL_BY_LIST). The due rows are locked and skipped by a second sweep running at once,
-    so each is claimed once, and a batch is claimed with one UPDATE per poll interval.
+    so each is claimed once, and a batch is claimed with one UPDATE.
     """
     now = timezone.now()
     # Waiting runs are not due: the team queue sends them when a slot frees.
@@ -1089,12 +1110,12 @@ def sweep() -> int:
         .order_by(F("next_poll_at").asc(nulls_first=True))
         .only("state", "next_poll_at", "stage", "queue_position", "job_id", "remote_model_status")
     )
-    by_list: dict[timedelta, list[int]] = defaultdict(list)
+    by_list: list[int] = []
     with transaction.atomic():
         for run in due.select_for_update(skip_locked=True)[:SWEEP_BATCH]:
             task_name, delay = _sweep_plan(run)
             if task_name == "poll_run" and _polled_by_list(run):
-                by_list[delay].append(run.pk)
+                by_list.append(run.pk)
             elif _claim_due(run, now, delay):
                 claimed += 1
                 enqueue_on_commit(task_name, run.pk)
@@ -1106,15 +1127,20 @@ def _polled_by_list(run: TrainingRun) -> bool:
     return bool(setting("POLL_BY_LIST")) and run.state in POLLED_STATES and is_launched(run)
 
 
-def _claim_batch(by_delay: dict[timedelta, list[int]], now: datetime) -> int:
-    """Claim locked due runs for a listed poll: one UPDATE per interval, one task a batch."""
-    ids = []
-    for delay, pks in by_delay.items():
-        TrainingRun.objects.filter(pk__in=pks).update(next_poll_at=now + delay, last_polled_at=now)
-        ids += pks
-    for start in range(0, len(ids), LIST_PAGE_SIZE):
-        enqueue_on_commit("poll_listed", ids[start : start + LIST_PAGE_SIZE])
-    return len(ids)
+def _claim_batch(pks: list[int], now: datetime) -> int:
+    """Claim locked due runs for listed polls with one UPDATE, and send one task a batch.
+
+    The claim holds them until their batch re-arms them (BATCH_HOLD_SECONDS at most).
+    """
+    if not pks:
+        return 0
+    hold = min(setting("POLL_MAX_SECONDS"), BATCH_HOLD_SECONDS)
+    held_until = now + timedelta(seconds=hold)
+    TrainingRun.objects.filter(pk__in=pks).update(next_poll_at=held_until, last_polled_at=now)
+    for start in range(0, len(pks), LIST_PAGE_SIZE):
+        batch = pks[start : start + LIST_PAGE_SIZE]
+        enqueue_on_commit("poll_listed", batch, held_until.isoformat())
+    return len(pks)
 
 
 def _sweep_plan(run: TrainingRun) -> tuple[str, timedelta]:

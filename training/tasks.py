@@ -65,9 +65,9 @@ def poll_run(run_id: int) -> None:
 
 
 @shared_task(acks_late=True)
-def poll_listed(run_ids: list[int]) -> None:
+def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     # No Celery retry either: a failed list call reschedules the whole batch.
-    services.poll_listed(run_ids)
+    services.poll_listed(run_ids, held_until)
 
 
 @shared_task(**RETRYING)

@@ -146,3 +146,16 @@ def test_a_model_missing_from_the_listing_is_read_on_its_own(scenario, celery_wo
     while not RequestLog.objects.filter(path__endswith=f"/models/{model.remote_id}").exists():
         assert time.monotonic() < deadline, "the model was never read on its own"
         time.sleep(0.05)
+
+
+def test_a_batch_makes_the_runs_it_held_due_again_once_it_is_done(scenario, alice, settings):
+    models = [mirror(scenario.create_model(f"Knight {i}", images=2)) for i in range(3)]
+    runs = _due_launched_runs(alice, lambda i: models[i], 3)
+    assert services.sweep() == 3  # its batch goes to the broker; no worker takes it here
+    held = reload(runs[0]).next_poll_at
+    assert held >= timezone.now() + timedelta(seconds=settings.POLL_RUNNING_SECONDS * 2)
+    assert {reload(run).next_poll_at for run in runs} == {held}  # one claim for the batch
+    services.poll_listed([run.pk for run in runs], held.isoformat())
+    soon = timezone.now() + timedelta(seconds=settings.POLL_RUNNING_SECONDS)
+    for run in map(reload, runs):
+        assert run.next_poll_at <= soon
