@@ -399,6 +399,11 @@ def _refused_timeline(run) -> list[dict]:
     return steps
 
 
+def _live_token(run) -> str:
+    """Return what the live panel's client sends back: the run's update time."""
+    return str(_us(run.updated_at))
+
+
 def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
     now = timezone.now()
     history = _history(run)
@@ -412,7 +417,7 @@ def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
         "ended_at": ended_at(run, history),
         "remaining_now_ms": _remaining_ms(run, now),
         "queued": run.state == RunState.QUEUED,
-        "live_token": str(_us(run.updated_at)),
+        "live_token": _live_token(run),
         "sample_count": sample_count,
         "event_count": event_count,
         "captcha": run.state in (RunState.QUEUED, RunState.RUNNING)
@@ -468,18 +473,19 @@ LIVE_TOKENS = ("token", "samples", "events")
 
 def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
     run = _live_run(request.user, pk)
-    context = _live_context(
-        request.user, run, sample_count=run.sample_count, event_count=run.event_count
-    )
     token, samples, events = (
         request_params.text(request.GET, name, max_length=40) for name in LIVE_TOKENS
     )
+    # Compared before the panel is built: an unchanged poll, the common one, builds nothing.
     if not force_events and (
-        token == context["live_token"]
+        token == _live_token(run)
         and samples == str(run.sample_count)
         and events == str(run.event_count)
     ):
         return _unchanged()
+    context = _live_context(
+        request.user, run, sample_count=run.sample_count, event_count=run.event_count
+    )
     response = _fragment(request, "training/run_detail.html#live", context)
     # The grid and the audit trail reload only when their rows changed, and the grid once
     # more when the run ends: its "images appear after each epoch" must not outlive it.
