@@ -20,7 +20,7 @@ from simulator import faults
 from simulator.models import RequestLog, SimModel
 from tests.factories import mirror
 from tests.fixtures.workers import launches
-from tests.helpers import quick_knight
+from tests.helpers import launch, poll_until, poll_until_final, quick_knight
 from training import scenario_client, services
 from training.models import RunState, ScenarioModel, TrainingRun
 from training.scenario import TryAgain
@@ -29,32 +29,8 @@ S = RunState
 PROMPTS = ["a knight in silver armour", "a castle at dusk"]
 
 
-def launch(user, model, **parameters) -> TrainingRun:
-    return services.launch_run(user=user, model=model, parameters=parameters)
-
-
 def states(run) -> list[str]:
     return [S.DRAFT] + list(run.events.exclude(from_state="").values_list("to_state", flat=True))
-
-
-def poll_until_final(run, *, polls=400, pause=0.05) -> TrainingRun:
-    for _ in range(polls):
-        services.poll_run(run.pk)
-        run.refresh_from_db()
-        if run.is_final:
-            return run
-        time.sleep(pause)
-    pytest.fail(f"run {run.pk} is still {run.state} ({run.stage})")
-
-
-def poll_until(run, predicate, *, polls=400, pause=0.02) -> TrainingRun:
-    for _ in range(polls):
-        services.poll_run(run.pk)
-        run.refresh_from_db()
-        if predicate(run):
-            return run
-        time.sleep(pause)
-    pytest.fail(f"run {run.pk} never got there: {run.state} ({run.stage})")
 
 
 # Launches publish their submit task as the web does; the broker keeps it, no worker runs it.
