@@ -71,6 +71,7 @@ def prepare_environment(url: str) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production")
     os.environ["DJANGO_ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
     os.environ["DJANGO_SECURE_COOKIES"] = "false"
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "false"
     os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
     # WhiteNoise warns once per client that collectstatic has not run; no static file is timed.
     warnings.filterwarnings("ignore", message="No directory at")
