@@ -13,10 +13,11 @@ are simulated seconds divided by the job's own time scale (simulated seconds per
 second, fixed when it was requested), so every timestamp below is real time.
 
 The walk is a pure function of the stored jobs: a job's ending is already in its facts. So
-it is kept between answers, and walked again only when a job was requested, canceled or
-deleted (SimScheduleStamp says so), or when the clock reads earlier than the newest fact (a
-frozen clock in the past sees fewer jobs and cancels). An answer then costs about the same
-with 100 jobs or 10,000.
+it is kept between answers, with the state of its slots. A new job is placed after the kept
+ones (jobs come in request order), and the whole walk is made again only when a job was
+canceled or deleted (SimScheduleStamp says which), or when the clock reads earlier than the
+newest fact (a frozen clock in the past sees fewer jobs and cancels). An answer then costs
+about the same with 100 jobs or 10,000, the first after a launch included.
 
 Stages as Scenario reports them (model `trainingProgress.stage` / job `status`):
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from simulator import pricing
 from simulator.models import SimJob, SimScheduleStamp
@@ -167,53 +169,88 @@ class Schedule:
     timelines: list[Timeline] = field(default_factory=list)
     by_job: dict[str, Timeline] = field(default_factory=dict)
     latest_by_model: dict[str, Timeline] = field(default_factory=dict)
+    # The slots after the last job: (taken before, frees at, slot), the next one to take first.
+    free: list[tuple[bool, datetime | None, int]] = field(default_factory=list, repr=False)
 
-    # The last walk over every job, with the stamp it was made under and its newest fact.
+    # A kept walk: its newest fact, and the jobs appended under its stamp's token.
     horizon: datetime | None = None
+    appended: int = 0
     _queue_counts: tuple[list[int], list[datetime | None]] | None = field(
         default=None, repr=False, compare=False
     )
 
     @classmethod
     def load(cls, now: datetime, slots: int | None = None) -> Schedule:
-        """Return the schedule at `now`, walking the jobs again only if they changed."""
+        """Return the schedule at `now`, walking only the jobs that are new to the kept walk."""
         slots = slots if slots is not None else settings.SIMULATOR_GPU_SLOTS
-        stamp = (
-            SimScheduleStamp.current()
-        )  # before the jobs: a newer stamp must never label older jobs
-        kept = _kept.get(slots, stamp)
+        # Read before the jobs: a newer stamp must never label older jobs.
+        token, appended = SimScheduleStamp.current() or (None, 0)
+        kept = _kept.get(slots, token)
         if kept is not None and (kept.horizon is None or now >= kept.horizon):
-            return replace(kept, now=now, _queue_counts=None)
+            if kept.appended != appended:
+                kept = kept._with_new_jobs(appended, now)
+                if kept is not None:
+                    _kept.put(slots, token, kept)
+            if kept is not None:
+                return replace(kept, now=now, _queue_counts=None)
         jobs = list(SimJob.objects.order_by("requested_at", "id"))
-        horizon = max(
-            (moment for job in jobs for moment in (job.requested_at, job.canceled_at) if moment),
-            default=None,
-        )
+        horizon = _newest_fact(jobs)
         if horizon is not None and now < horizon:
             early = [job for job in jobs if job.requested_at <= now]
             return cls.walk(early, now, slots)
         schedule = cls.walk(jobs, now, slots)
-        schedule.horizon = horizon
-        _kept.put(slots, stamp, schedule)
+        schedule.horizon, schedule.appended = horizon, appended
+        _kept.put(slots, token, schedule)
         return schedule
 
     @classmethod
     def walk(cls, jobs: Iterable[SimJob], now: datetime, slots: int) -> Schedule:
         """Place each job in request order on the slot that frees first."""
-        schedule = cls(now=now, slots=slots)
-        # (taken before, frees at, slot): a slot never taken comes first, then the earliest.
-        free: list[tuple[bool, datetime | None, int]] = [
-            (False, None, i) for i in range(max(1, slots))
-        ]
-        for order, job in enumerate(jobs):
+        # A slot never taken comes first, then the one that frees earliest.
+        schedule = cls(now=now, slots=slots, free=[(False, None, i) for i in range(max(1, slots))])
+        schedule._place_all(jobs, now)
+        return schedule
+
+    def _place_all(self, jobs: Iterable[SimJob], now: datetime) -> None:
+        free = self.free
+        for job in jobs:
             taken, frees_at, slot = free[0]
-            timeline = _place(job, order, frees_at if taken else None, now)
+            timeline = _place(job, len(self.timelines), frees_at if taken else None, now)
             if timeline.start is not None:
                 heapq.heapreplace(free, (True, timeline.stop, slot))
-            schedule.timelines.append(timeline)
-            schedule.by_job[job.id] = timeline
-            schedule.latest_by_model[job.model_id] = timeline
-        return schedule
+            self.timelines.append(timeline)
+            self.by_job[job.id] = timeline
+            self.latest_by_model[job.model_id] = timeline
+
+    def _with_new_jobs(self, appended: int, now: datetime) -> Schedule | None:
+        """Return this kept walk with the jobs requested since placed after it, or None when
+        they cannot simply follow (one sorts before the last kept job, or is in the future).
+
+        A copy: other answers may still be reading this walk.
+        """
+        last = self.timelines[-1].job if self.timelines else None
+        new = SimJob.objects.order_by("requested_at", "id")
+        if last is not None:
+            new = new.filter(
+                Q(requested_at__gt=last.requested_at)
+                | Q(requested_at=last.requested_at, id__gt=last.id)
+            )
+        jobs = list(new)
+        # Fewer than the stamp counts: one was stored out of order, before the last kept job.
+        if len(jobs) != appended - self.appended or any(job.requested_at > now for job in jobs):
+            return None
+        extended = replace(
+            self,
+            timelines=list(self.timelines),
+            by_job=dict(self.by_job),
+            latest_by_model=dict(self.latest_by_model),
+            free=list(self.free),
+            appended=appended,
+            _queue_counts=None,
+        )
+        extended._place_all(jobs, now)
+        extended.horizon = max(filter(None, [self.horizon, _newest_fact(jobs)]), default=None)
+        return extended
 
     def timeline(self, job_id: str) -> Timeline | None:
         return self.by_job.get(job_id)
@@ -357,22 +394,29 @@ def _ending(t: Timeline, now: datetime) -> tuple[str, datetime] | None:
 
 
 class _KeptWalk:
-    """The newest walk, kept for the stamp and slot count it was made under."""
+    """The newest walk, kept for the stamp token and slot count it was made under."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._entry: tuple[int, str, Schedule] | None = None
 
-    def get(self, slots: int, stamp: str | None) -> Schedule | None:
+    def get(self, slots: int, token: str | None) -> Schedule | None:
         entry = self._entry
-        if stamp is None or entry is None or entry[:2] != (slots, stamp):
+        if token is None or entry is None or entry[:2] != (slots, token):
             return None
         return entry[2]
 
-    def put(self, slots: int, stamp: str | None, schedule: Schedule) -> None:
-        if stamp is not None:
+    def put(self, slots: int, token: str | None, schedule: Schedule) -> None:
+        if token is not None:
             with self._lock:
-                self._entry = (slots, stamp, schedule)
+                self._entry = (slots, token, schedule)
+
+
+def _newest_fact(jobs: list[SimJob]) -> datetime | None:
+    return max(
+        (moment for job in jobs for moment in (job.requested_at, job.canceled_at) if moment),
+        default=None,
+    )
 
 
 _kept = _KeptWalk()

@@ -177,37 +177,55 @@ class SimJob(models.Model):
 
 
 class SimScheduleStamp(models.Model):
-    """One row whose token changes whenever a job is requested or canceled.
+    """One row that says how the jobs changed since an answer walked the queue.
 
-    Answers keep their queue walk while the token stays the same. A random token, not a
-    counter: a test database emptied and filled again must never repeat an old stamp.
+    `token` changes whenever a job is canceled, deleted or otherwise altered: the walk must be
+    made again. A new job only counts one more in `appended`: jobs come in request order, so
+    a kept walk places the new ones after the others and walks nothing again. A random
+    token, not a counter: a test database emptied and filled again must never repeat an old
+    stamp.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     token = models.CharField(max_length=32)
+    appended = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return self.token
+        return f"{self.token}+{self.appended}"
 
     @classmethod
-    def current(cls) -> str | None:
-        return cls.objects.filter(pk=1).values_list("token", flat=True).first()
+    def current(cls) -> tuple[str, int] | None:
+        return cls.objects.filter(pk=1).values_list("token", "appended").first()
 
     @classmethod
     def bump(cls) -> None:
         """Say that the jobs changed: call it in the transaction that changed them."""
         token = uuid.uuid4().hex
-        if cls.objects.filter(pk=1).update(token=token):
+        if cls.objects.filter(pk=1).update(token=token, appended=0):
             return
         try:
             with transaction.atomic():
                 cls.objects.create(pk=1, token=token)
         except IntegrityError:  # made meanwhile by another writer
-            cls.objects.filter(pk=1).update(token=token)
+            cls.objects.filter(pk=1).update(token=token, appended=0)
+
+    @classmethod
+    def append(cls) -> None:
+        """Say that one job was requested: call it in the transaction that stored it."""
+        if not cls.objects.filter(pk=1).update(appended=models.F("appended") + 1):
+            cls.bump()  # no stamp yet: a fresh token makes every process walk anew
 
 
-@receiver([post_save, post_delete], sender=SimJob)
-def _jobs_changed(**kwargs) -> None:
+@receiver(post_save, sender=SimJob)
+def _job_saved(created: bool, **kwargs) -> None:
+    if created:
+        SimScheduleStamp.append()
+    else:
+        SimScheduleStamp.bump()
+
+
+@receiver(post_delete, sender=SimJob)
+def _job_deleted(**kwargs) -> None:
     # Deletes cascade from a model and send this too; a queryset update() does not, so the
     # views that cancel with one bump the stamp themselves.
     SimScheduleStamp.bump()

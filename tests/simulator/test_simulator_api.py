@@ -480,6 +480,48 @@ def test_an_unchanged_schedule_is_not_walked_again(api, django_assert_num_querie
     assert later.state(later.latest_for(model.id)).job_status == "in-progress"
 
 
+def _store_job(model, requested_at: datetime) -> SimJob:
+    return SimJob.objects.create(
+        model=model, job_type="flux.1-lora", image_count=5, steps=100, epochs=1,
+        train_seconds=60.0, time_scale=1.0, cost=1.0, discount=0.0, requested_at=requested_at,
+    )  # fmt: skip
+
+
+def test_a_launch_places_its_job_after_the_kept_walk_without_walking_the_others(
+    api, django_assert_num_queries
+):
+    api.settings.SIMULATOR_GPU_SLOTS = 2
+    models = [seed.create_model(name=f"Knight {i}") for i in range(4)]
+    for i, model in enumerate(models[:3]):
+        api.at(T0 + timedelta(seconds=i))
+        api.ok("put", f"/models/{model.id}/train", {})
+    now = T0 + timedelta(seconds=10)
+    kept = Schedule.load(now)
+    _store_job(models[3], requested_at=now)  # as a launch on another server would
+    later = now + timedelta(seconds=1)
+    with django_assert_num_queries(2):  # the stamp, and the one new job
+        extended = Schedule.load(later)
+    assert _placements(extended) == _placements(_walked_afresh(later, 2))
+    # The kept placements themselves, not a new walk's equal ones.
+    assert all(a is b for a, b in zip(extended.timelines, kept.timelines, strict=False))
+    assert len(kept.timelines) == 3  # and an answer still reading it saw no change
+
+
+def test_a_job_stored_out_of_request_order_makes_the_walk_anew(api):
+    api.settings.SIMULATOR_GPU_SLOTS = 1
+    first, second, late = (seed.create_model(name=n) for n in ("First", "Second", "Late"))
+    api.ok("put", f"/models/{first.id}/train", {})
+    api.at(T0 + timedelta(seconds=60))
+    api.ok("put", f"/models/{second.id}/train", {})
+    now = T0 + timedelta(seconds=61)
+    Schedule.load(now)
+    # Requested before the last kept job, committed after it (two servers, one slow).
+    _store_job(late, requested_at=T0 + timedelta(seconds=30))
+    schedule = Schedule.load(now + timedelta(seconds=1))
+    assert [t.job.model_id for t in schedule.timelines] == [first.id, late.id, second.id]
+    assert _placements(schedule) == _placements(_walked_afresh(now + timedelta(seconds=1), 1))
+
+
 def test_a_clock_before_the_newest_job_sees_only_what_was_requested_by_then(api):
     first, second = seed.create_model(name="First"), seed.create_model(name="Second")
     api.ok("put", f"/models/{first.id}/train", {})
