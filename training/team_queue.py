@@ -100,19 +100,24 @@ def _slot_condition(run: TrainingRun, limit: int | None) -> Q:
 def claim(run: TrainingRun, *, from_state: str, lease: datetime | None, message: str) -> bool:
     """Move the run into submitting if its team has a free slot; False when it must wait.
 
-    A draft also waits while other runs of its team wait, or older drafts are not yet sent:
-    they came first.
+    A draft also waits while other runs of its team wait, and, where slots are counted, while
+    older drafts are not yet sent: they came first. A team without a limit counts nothing,
+    so its claims neither lock its row nor queue launches made at the same moment.
     """
     now = timezone.now()
     with transaction.atomic():
-        # Postgres: one claim per team at a time, so each one counts the others' slots.
-        team = Team.objects.select_for_update().get(pk=run.team_id)
+        team = Team.objects.get(pk=run.team_id)
+        if slot_limit(team, now) is not None:
+            # Postgres: one claim per team at a time, so each one counts the others' slots.
+            team = Team.objects.select_for_update().get(pk=run.team_id)
         if team.cooldown_until is not None and team.cooldown_until > now:
             return False
         limit = slot_limit(team, now)
         condition = _slot_condition(run, limit)
         if from_state == S.DRAFT:
-            earlier = Q(state=S.WAITING) | Q(state=S.DRAFT, pk__lt=run.pk)
+            earlier = Q(state=S.WAITING)
+            if limit is not None:
+                earlier |= Q(state=S.DRAFT, pk__lt=run.pk)
             condition &= ~Exists(TrainingRun.objects.filter(earlier, team_id=run.team_id))
         claimed = lifecycle.transition(
             run,

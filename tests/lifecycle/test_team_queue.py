@@ -65,6 +65,20 @@ def test_two_sweeps_at_once_never_dispatch_one_run_twice(alice, broker):
         assert RunEvent.objects.filter(run=run, to_state=S.SUBMITTING).count() <= 1
 
 
+@pytest.mark.parametrize(
+    ("limit", "newest_first"),
+    [(None, S.SUBMITTING), (5, S.WAITING)],
+    ids=["no-limit-sends-at-once", "a-limit-keeps-first-come-first"],
+)
+def test_a_draft_waits_for_older_drafts_only_where_slots_are_counted(
+    alice, broker, limit, newest_first
+):
+    Team.objects.filter(pk=alice.membership.team_id).update(parallel_trainings=limit)
+    older, newer = (make_run(alice, model) for model in models(2))
+    team_queue.queue_draft(newer)  # a worker took the newer launch first
+    assert reload(newer).state == newest_first
+
+
 @pytest.mark.django_db(transaction=True)
 def test_five_launches_at_once_against_a_budget_for_three_queue_three_and_refuse_two(alice, broker):
     Team.objects.filter(pk=alice.membership.team_id).update(
