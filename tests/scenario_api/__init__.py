@@ -21,8 +21,12 @@ _PARAMETER_LINE = re.compile(r"^- `(?P<name>\w+): optional (?P<type>[^`]+)`(?P<t
 _ENUM_VALUE_LINE = re.compile(r'^- `"(?P<value>[^"`]+)"`$')
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads 9.007199254740991E15 (no sign after E) as text; JSON Schema wants numbers."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML 1.1 reads 9.007199254740991E15 (no sign after E) as text; JSON Schema wants numbers.
+
+    libyaml's parser where PyYAML has it: the pure-Python one takes seconds over the subset,
+    which the first exchange of every test process waits for.
+    """
 
 
 _Loader.add_implicit_resolver(
