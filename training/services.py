@@ -78,9 +78,12 @@ S = RunState
 # Scenario's clock and ours may disagree a little when we ask "did this start after our run?".
 # Small, so a training that ended just before a relaunch is not taken for the relaunch.
 LAUNCH_CLOCK_SKEW = timedelta(seconds=10)
-SWEEP_BATCH = 500
+# The most runs one sweep claims: one listing of ceil(N / 500) pages serves the polled ones.
+SWEEP_BATCH = 5000
 # GET /models takes pages of at most 500 ("maximum value is 500").
 LIST_PAGE_SIZE = 500
+# Listed runs applied by one task: a listing of many runs is shared among worker processes.
+APPLY_CHUNK = 100
 # A batch of listed polls holds its runs this long at most: the batch re-arms each run when
 # it is done, and a batch whose task was lost is claimed again once the hold is over.
 BATCH_HOLD_SECONDS = 30.0
@@ -647,8 +650,12 @@ def _cancel_unsent(run: TrainingRun) -> None:
 # --- Polling --------------------------------------------------------------------------------
 
 
-def poll_run(run_id: int) -> None:
-    """Read the run's model (and job when needed) and store what changed; nothing otherwise."""
+def poll_run(run_id: int, held_until: str = "") -> None:
+    """Read the run's model (and job when needed) and store what changed; nothing otherwise.
+
+    A run a listing handed over (`held_until`, its claim) is due again after its usual
+    interval once this is done, however the poll went.
+    """
     run = _active_run(run_id)
     if run is None or run.state not in POLLED_STATES or not is_launched(run):
         return
@@ -665,24 +672,22 @@ def poll_run(run_id: int) -> None:
     if run.state == S.CANCEL_REQUESTED and model.status == remote.TRAINING_STATUS:
         # Still training: the cancel may have been lost on its way. Sending it again is harmless.
         enqueue_on_commit("cancel_run", run.pk)
+    if held_until:
+        _rearm([run], datetime.fromisoformat(held_until))
 
 
 def poll_listed(run_ids: list[int], held_until: str = "") -> None:
-    """Refresh a batch of runs from one listing of Scenario's training models.
+    """Refresh the runs a sweep claimed from one listing of Scenario's training models.
 
-    ceil(N / 500) list calls serve N runs. A model no longer listed has left "training": its
-    final state and trainingStats need a read of its own (poll_run). The job is read only
-    when it holds something new. A failed listing puts the whole batch off at once. A run
-    this batch still holds (`held_until`, the sweep's claim) is then due again after its
-    usual interval: the next poll is never sent while this one is under way.
+    ceil(N / 500) list calls serve N runs. The listed runs are applied in chunks: the first
+    here, the others by other worker processes at the same time (apply_listed), each with
+    its part of the listing. A model no longer listed has left "training": its final state
+    and trainingStats need a read of its own (poll_run). A failed listing puts the whole
+    batch off at once. A run this batch holds (`held_until`, the sweep's claim) is due again
+    after its usual interval when its chunk is done: the next poll is never sent while this
+    one is under way.
     """
-    runs = [
-        run
-        for run in TrainingRun.objects.filter(pk__in=run_ids, state__in=POLLED_STATES)
-        .select_related("model")
-        .order_by("pk")
-        if is_launched(run)
-    ]
+    runs = _polled_runs(run_ids)
     if not runs:
         return
     client = scenario_client.get()
@@ -692,12 +697,43 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     except scenario.ScenarioError as error:
         _listing_failed(runs, error)
         return
+    found = []
     for run in runs:
-        model = training.get(run.model.remote_id)
-        if model is None:
-            enqueue("poll_run", run.pk)
-            continue
-        _refresh(run, client, model, needs_job=_job_has_news)
+        if run.model.remote_id in training:
+            found.append(run)
+        else:
+            enqueue("poll_run", run.pk, held_until)
+    chunks = [found[start : start + APPLY_CHUNK] for start in range(0, len(found), APPLY_CHUNK)]
+    for chunk in chunks[1:]:
+        part = {run.model.remote_id: training[run.model.remote_id].raw for run in chunk}
+        enqueue("apply_listed", [run.pk for run in chunk], part, held_until)
+    if chunks:
+        _apply_listed(chunks[0], training, held_until)
+
+
+def apply_listed(run_ids: list[int], listing: dict[str, dict], held_until: str = "") -> None:
+    """Apply a chunk of a listing (model id → the model as listed) to the runs it holds."""
+    training = {model_id: scenario.parse_model(raw) for model_id, raw in listing.items()}
+    runs = [run for run in _polled_runs(run_ids) if run.model.remote_id in training]
+    _apply_listed(runs, training, held_until)
+
+
+def _polled_runs(run_ids: list[int]) -> list[TrainingRun]:
+    """Load the runs that are still polled and launched, with their models, in one query."""
+    runs = (
+        TrainingRun.objects.filter(pk__in=run_ids, state__in=POLLED_STATES)
+        .select_related("model")
+        .order_by("pk")
+    )
+    return [run for run in runs if is_launched(run)]
+
+
+def _apply_listed(
+    runs: list[TrainingRun], training: dict[str, scenario.Model], held_until: str
+) -> None:
+    client = scenario_client.get()
+    for run in runs:
+        _refresh(run, client, training[run.model.remote_id], needs_job=_job_has_news)
         if run.state == S.CANCEL_REQUESTED:
             enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
     if held_until:
@@ -705,17 +741,22 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
 
 
 def _rearm(runs: list[TrainingRun], held_until: datetime) -> None:
-    """Make the runs a batch still holds due after their usual interval: one UPDATE each."""
-    by_delay: dict[timedelta, list[int]] = defaultdict(list)
+    """Make the runs a batch still holds due again, one UPDATE per interval.
+
+    Due one interval after the sweep claimed them (last_polled_at), or now if the batch took
+    longer: a run's polls follow one another at its interval, not at the interval plus the
+    time the batch took.
+    """
+    by_due: dict[datetime, list[int]] = defaultdict(list)
+    now = timezone.now()
     for run in runs:
         snapshot = {"stage": run.stage, "queue_position": run.queue_position,
                     "remote_updated_at": run.remote_updated_at}  # fmt: skip
-        by_delay[_poll_delay(run.state, snapshot)].append(run.pk)
-    now = timezone.now()
-    for delay, pks in by_delay.items():
-        TrainingRun.objects.filter(pk__in=pks, next_poll_at=held_until).update(
-            next_poll_at=now + delay
-        )
+        claimed = run.last_polled_at or now
+        due = max(now, claimed + _poll_delay(run.state, snapshot))
+        by_due[due].append(run.pk)
+    for due, pks in by_due.items():
+        TrainingRun.objects.filter(pk__in=pks, next_poll_at=held_until).update(next_poll_at=due)
 
 
 def _listing_failed(runs: list[TrainingRun], error: scenario.ScenarioError) -> None:
@@ -1128,7 +1169,7 @@ def _polled_by_list(run: TrainingRun) -> bool:
 
 
 def _claim_batch(pks: list[int], now: datetime) -> int:
-    """Claim locked due runs for listed polls with one UPDATE, and send one task a batch.
+    """Claim locked due runs for listed polls with one UPDATE, and send one listing for all.
 
     The claim holds them until their batch re-arms them (BATCH_HOLD_SECONDS at most).
     """
@@ -1137,9 +1178,7 @@ def _claim_batch(pks: list[int], now: datetime) -> int:
     hold = min(setting("POLL_MAX_SECONDS"), BATCH_HOLD_SECONDS)
     held_until = now + timedelta(seconds=hold)
     TrainingRun.objects.filter(pk__in=pks).update(next_poll_at=held_until, last_polled_at=now)
-    for start in range(0, len(pks), LIST_PAGE_SIZE):
-        batch = pks[start : start + LIST_PAGE_SIZE]
-        enqueue_on_commit("poll_listed", batch, held_until.isoformat())
+    enqueue_on_commit("poll_listed", pks, held_until.isoformat())
     return len(pks)
 
 

@@ -59,15 +59,20 @@ def submit_run(run_id: int) -> None:
 
 
 @shared_task(acks_late=True)
-def poll_run(run_id: int) -> None:
+def poll_run(run_id: int, held_until: str = "") -> None:
     # No Celery retry: a failed poll reschedules itself through next_poll_at.
-    services.poll_run(run_id)
+    services.poll_run(run_id, held_until)
 
 
 @shared_task(acks_late=True)
 def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     # No Celery retry either: a failed list call reschedules the whole batch.
     services.poll_listed(run_ids, held_until)
+
+
+@shared_task(acks_late=True)
+def apply_listed(run_ids: list[int], listing: dict, held_until: str = "") -> None:
+    services.apply_listed(run_ids, listing, held_until)
 
 
 @shared_task(**RETRYING)

@@ -19,7 +19,7 @@ from simulator.models import RequestLog
 from tests.factories import make_bare_model, make_run, mirror
 from tests.fixtures.workers import assert_valid_trail, reload
 from training import services
-from training.models import RunState
+from training.models import RunState, TrainingRun
 
 S = RunState
 PROMPTS = ["a knight in silver armour", "a castle at dusk"]
@@ -31,6 +31,10 @@ def _reads_of(model_id: str, *, since, until) -> int:
     return RequestLog.objects.filter(
         method="GET", path__endswith=f"/models/{model_id}", at__gte=since, at__lte=until
     ).count()
+
+
+def _model_reads() -> int:
+    return RequestLog.objects.filter(method="GET", path__regex=r"/models/[^/]+$").count()
 
 
 def _listings() -> int:
@@ -148,9 +152,20 @@ def test_a_model_missing_from_the_listing_is_read_on_its_own(scenario, celery_wo
         time.sleep(0.05)
 
 
+def _training_on_scenario(scenario, alice, count: int) -> list:
+    """Runs whose models train on Scenario now, as a sweep would find them due."""
+    models = [mirror(scenario.create_model(f"Knight {i}", images=2)) for i in range(count)]
+    client = scenario.client()
+    jobs = [client.trigger(model.remote_id, {}).job.id for model in models]
+    runs = _due_launched_runs(alice, lambda i: models[i], count)
+    for run, job in zip(runs, jobs, strict=True):
+        run.job_id = job
+        run.save(update_fields=["job_id"])
+    return runs
+
+
 def test_a_batch_makes_the_runs_it_held_due_again_once_it_is_done(scenario, alice, settings):
-    models = [mirror(scenario.create_model(f"Knight {i}", images=2)) for i in range(3)]
-    runs = _due_launched_runs(alice, lambda i: models[i], 3)
+    runs = _training_on_scenario(scenario, alice, 3)
     assert services.sweep() == 3  # its batch goes to the broker; no worker takes it here
     held = reload(runs[0]).next_poll_at
     assert held >= timezone.now() + timedelta(seconds=settings.POLL_RUNNING_SECONDS * 2)
@@ -159,3 +174,39 @@ def test_a_batch_makes_the_runs_it_held_due_again_once_it_is_done(scenario, alic
     soon = timezone.now() + timedelta(seconds=settings.POLL_RUNNING_SECONDS)
     for run in map(reload, runs):
         assert run.next_poll_at <= soon
+
+
+def test_a_large_listing_is_applied_in_chunks_by_several_tasks_from_one_list_call(
+    scenario, alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(services, "APPLY_CHUNK", 2)
+    scenario.set_speed(1)  # every training stays pending through the test
+    runs = _training_on_scenario(scenario, alice, 5)
+    RequestLog.objects.all().delete()
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, args)))
+    services.poll_listed([run.pk for run in runs], "")
+    assert _listings() == 1 and _model_reads() == 0  # the listing, and the news of jobs
+    assert [name for name, _ in sent] == ["apply_listed", "apply_listed"]
+    chunks = [args[0] for _, args in sent]
+    assert chunks == [[runs[2].pk, runs[3].pk], [runs[4].pk]]
+    # The first chunk is applied here; the others (made "running-train") wait for their task.
+    assert [reload(run).stage for run in runs] == ["pending"] * 2 + ["running-train"] * 3
+    for name, args in sent:  # as another worker process would, from the listing it carries
+        assert set(args[1]) == {TrainingRun.objects.get(pk=pk).model.remote_id for pk in args[0]}
+        services.apply_listed(*args)
+    assert [reload(run).stage for run in runs] == ["pending"] * 5
+    assert _listings() == 1 and _model_reads() == 0  # still no other listing, no model read
+
+
+def test_a_run_handed_to_its_own_poll_is_due_again_when_that_poll_is_done(
+    scenario, alice, settings
+):
+    model = mirror(scenario.create_model("Knight", images=2))  # never launched: not listed
+    (run,) = _due_launched_runs(alice, lambda i: model, 1)
+    assert services.sweep() == 1
+    held = reload(run).next_poll_at
+    services.poll_run(run.pk, held.isoformat())
+    assert reload(run).next_poll_at <= timezone.now() + timedelta(
+        seconds=settings.POLL_RUNNING_SECONDS
+    )
