@@ -192,7 +192,7 @@ def test_a_large_listing_is_applied_in_chunks_by_several_tasks_from_one_list_cal
     assert chunks == [[runs[2].pk, runs[3].pk], [runs[4].pk]]
     # The first chunk is applied here; the others (made "running-train") wait for their task.
     assert [reload(run).stage for run in runs] == ["pending"] * 2 + ["running-train"] * 3
-    for name, args in sent:  # as another worker process would, from the listing it carries
+    for _, args in sent:  # as another worker process would, from the listing it carries
         assert set(args[1]) == {TrainingRun.objects.get(pk=pk).model.remote_id for pk in args[0]}
         services.apply_listed(*args)
     assert [reload(run).stage for run in runs] == ["pending"] * 5
