@@ -732,10 +732,13 @@ def _apply_listed(
     runs: list[TrainingRun], training: dict[str, scenario.Model], held_until: str
 ) -> None:
     client = scenario_client.get()
+    batch = SnapshotBatch(runs)
     for run in runs:
-        _refresh(run, client, training[run.model.remote_id], needs_job=_job_has_news)
+        model = training[run.model.remote_id]
+        _refresh(run, client, model, needs_job=_job_has_news, batch=batch)
         if run.state == S.CANCEL_REQUESTED:
             enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
+    batch.write()
     if held_until:
         _rearm(runs, datetime.fromisoformat(held_until))
 
@@ -788,7 +791,7 @@ def _job_has_news(run: TrainingRun, model: scenario.Model) -> bool:
     return (progress.stage or "") != run.stage or finalizing
 
 
-def _refresh(run: TrainingRun, client, model: scenario.Model, needs_job=None) -> bool:
+def _refresh(run: TrainingRun, client, model: scenario.Model, needs_job=None, batch=None) -> bool:
     needs_job = needs_job or _needs_job
     job, found = None, {}
     job_id = run.job_id or model.job_id
@@ -807,7 +810,7 @@ def _refresh(run: TrainingRun, client, model: scenario.Model, needs_job=None) ->
                 _poll_failed(run, error)  # the billing matters: try again soon
                 return False
             log.info("Could not read job %s of run %s: %s", job_id, run.pk, error)
-    return apply_snapshot(run, model, job, found)
+    return apply_snapshot(run, model, job, found, batch=batch)
 
 
 def _look_up_job(run: TrainingRun, client, model: scenario.Model) -> dict | None:
@@ -844,11 +847,17 @@ def _needs_job(run: TrainingRun, model: scenario.Model) -> bool:
 
 
 def apply_snapshot(
-    run: TrainingRun, model: scenario.Model, job: scenario.Job | None, extra: dict | None = None
+    run: TrainingRun,
+    model: scenario.Model,
+    job: scenario.Job | None,
+    extra: dict | None = None,
+    *,
+    batch: SnapshotBatch | None = None,
 ) -> bool:
     """Store the remote snapshot, new epoch samples and the state it implies. Wrote anything?
 
-    `extra` are more fields to store with it (a job found by looking it up).
+    `extra` are more fields to store with it (a job found by looking it up). With a `batch`,
+    a snapshot that changes no state is left to it, to be written with the others.
     """
     snapshot = {**_snapshot_fields(run, model, job), **(extra or {})}
     fields = {name: value for name, value in snapshot.items() if getattr(run, name) != value}
@@ -858,11 +867,14 @@ def apply_snapshot(
     if run.poll_failures:
         fields["poll_failures"] = 0
     target = remote.local_state_for(model.status, _stage(model))
+    moves = bool(target) and target != run.state and target in TRANSITIONS[run.state]
+    if batch is not None and not moves:
+        return batch.add(run, model, fields)
     # Samples first: a worker killed between the two must not leave a finished run, never
     # polled again, without its last epoch's samples.
     stored = _store_samples(run, model)
     wrote = False
-    if target and target != run.state and target in TRANSITIONS[run.state]:
+    if moves:
         fields.update(_final_fields(target, model, job))
         if target not in FINAL_STATES:
             fields["next_poll_at"] = _next_poll(run, target, fields)
@@ -972,31 +984,73 @@ def _transition_message(from_state, target, model, job) -> str:
 
 def _store_samples(run: TrainingRun, model: scenario.Model) -> bool:
     """Add the epoch samples not stored yet; the prompt comes from samplePrompts by index."""
-    wanted = {
-        (epoch_index, prompt_index): (epoch.epoch, asset)
-        for epoch_index, epoch in enumerate(model.epochs)
-        for prompt_index, asset in enumerate(epoch.assets)
-    }
-    if not wanted:
+    if not any(epoch.assets for epoch in model.epochs):
         return False
     have = set(run.samples.values_list("epoch_index", "prompt_index"))
+    new = _new_samples(run, model, have)
+    # Two polls may race here; the unique constraint keeps one row per epoch and prompt.
+    EpochSample.objects.bulk_create(new, ignore_conflicts=True)
+    return bool(new)
+
+
+def _new_samples(run: TrainingRun, model: scenario.Model, have: set) -> list[EpochSample]:
+    """Return the samples the model lists that are not in `have` (epoch, prompt) yet."""
     prompts = run.parameters.get("samplePrompts") or []
-    new = [
+    return [
         EpochSample(
             run=run,
-            epoch=epoch_hash,
+            epoch=epoch.epoch,
             epoch_index=epoch_index,
             prompt_index=prompt_index,
             prompt=prompts[prompt_index] if prompt_index < len(prompts) else "",
             asset_id=asset.asset_id,
             url=asset.url,
         )
-        for (epoch_index, prompt_index), (epoch_hash, asset) in sorted(wanted.items())
+        for epoch_index, epoch in enumerate(model.epochs)
+        for prompt_index, asset in enumerate(epoch.assets)
         if (epoch_index, prompt_index) not in have
     ]
-    # Two polls may race here; the unique constraint keeps one row per epoch and prompt.
-    EpochSample.objects.bulk_create(new, ignore_conflicts=True)
-    return bool(new)
+
+
+class SnapshotBatch:
+    """The snapshots of many runs that change no state, written together.
+
+    One query reads which samples the runs have, one INSERT adds the new ones, and one UPDATE
+    per state writes the fields: a listing of hundreds of runs costs a few queries, not a few
+    per run. Each UPDATE still requires the state the run was read in, so a run that moved
+    meanwhile (a cancel asked) keeps what its mover wrote.
+    """
+
+    def __init__(self, runs: list[TrainingRun]):
+        self.have: dict[int, set] = defaultdict(set)
+        keys = EpochSample.objects.filter(run__in=runs).values_list(
+            "run_id", "epoch_index", "prompt_index"
+        )
+        for run_id, epoch_index, prompt_index in keys:
+            self.have[run_id].add((epoch_index, prompt_index))
+        self.samples: list[EpochSample] = []
+        self.changed: dict[str, list[TrainingRun]] = defaultdict(list)
+        self.names: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, run: TrainingRun, model: scenario.Model, fields: dict) -> bool:
+        new = _new_samples(run, model, self.have[run.pk])
+        self.samples.extend(new)
+        if fields:
+            for name, value in fields.items():
+                setattr(run, name, value)
+            self.changed[run.state].append(run)
+            self.names[run.state].update(fields)
+        return bool(new or fields)
+
+    def write(self) -> None:
+        # Samples first, as apply_snapshot does.
+        EpochSample.objects.bulk_create(self.samples, ignore_conflicts=True)
+        now = timezone.now()
+        for state, runs in self.changed.items():
+            for run in runs:
+                run.updated_at = now
+            names = sorted(self.names[state] | {"updated_at"})
+            TrainingRun.objects.filter(state=state).bulk_update(runs, names)
 
 
 def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:

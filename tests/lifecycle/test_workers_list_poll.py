@@ -210,3 +210,21 @@ def test_a_run_handed_to_its_own_poll_is_due_again_when_that_poll_is_done(
     assert reload(run).next_poll_at <= timezone.now() + timedelta(
         seconds=settings.POLL_RUNNING_SECONDS
     )
+
+
+def test_applying_a_listing_costs_the_same_queries_for_3_runs_or_12(scenario, alice):
+    scenario.set_speed(1)  # every training stays pending through the test
+
+    def queries_to_apply(count: int) -> int:
+        runs = _training_on_scenario(scenario, alice, count)
+        TrainingRun.objects.filter(pk__in=[run.pk for run in runs]).update(
+            state=S.QUEUED,
+            stage="pending",  # what the listing says: no job to read
+        )
+        with CaptureQueriesContext(connection) as queries:
+            services.poll_listed([run.pk for run in runs], "")
+        for run in map(reload, runs):
+            assert run.remaining_ms is not None and run.updated_at > run.created_at  # written
+        return len(queries)
+
+    assert queries_to_apply(3) == queries_to_apply(12)
