@@ -15,7 +15,9 @@ over the whole run and once every launch was on Scenario (the launches all go ou
 the lag from a training's end to the dashboard storing it (p50, p95, max); Scenario calls
 and database transactions per run per minute; the broker's largest backlog; the CPU of each
 process (seconds per second) and its memory after the run. Ratios are against the smallest
-size, measured in the same run.
+size, measured in the same run. Each second's figures (stored states, staleness, the broker's
+queues) also go to trace.jsonl in the size's folder (/tmp/poll_scale_N), to see when a lag
+arose.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -132,6 +135,7 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
     lags: list[float] = []
     settled: list[float] = []  # once every launch is on Scenario: the steady state
     backlog = 0
+    trace = (stack.folder / "trace.jsonl").open("w", buffering=1)  # a line a second
     deadline = started + 600
     while time.monotonic() < deadline:
         now = clock.now()
@@ -142,14 +146,21 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
             )
         )
         all_sent = not any(row["state"] in SENDING for row in rows)
+        second: list[float] = []
         for row in rows:
             timeline = schedule.latest_for(row["model__remote_id"])
             if timeline is not None:
                 lag = _behind(schedule, timeline, row, now, remote).total_seconds()
-                lags.append(lag)
+                second.append(lag)
                 if all_sent:
                     settled.append(lag)
-        backlog = max(backlog, broker.llen("celery") + broker.llen("urgent"))
+        lags.extend(second)
+        queued = {name: broker.llen(name) for name in ("celery", "urgent")}
+        backlog = max(backlog, sum(queued.values()))
+        states = Counter(row["state"] for row in rows)
+        line = {"t": round(time.monotonic() - started, 1), "states": states,
+                "staleness": _spread(second, (50, 99, 100)), "broker": queued}  # fmt: skip
+        trace.write(json.dumps(line) + "\n")
         if all(row["state"] in FINAL_STATES for row in rows):
             break
         connection.close()  # a new snapshot each second
