@@ -1,4 +1,4 @@
-"""Hold the submit lease: who may send a run's trigger to Scenario, and until when.
+"""Hold the leases: who may send a run's trigger to Scenario, and who may list the models.
 
 `TrainingRun.submitted_at` is the lease. Whoever moves a run into submitting, or takes over a
 lease that is empty or older than SUBMIT_TIMEOUT_SECONDS, may send the trigger, and only after
@@ -6,6 +6,9 @@ renewing it (by compare-and-set) just before sending: a cancel that came first, 
 attempt that took over, makes the renewal fail. A submit task's hard time limit equals the
 lease, so a lease outlives its holder. Every function here is one conditional UPDATE; when no
 row changes, another worker got there first.
+
+The listing lease (ListingLease) is the sweep's: one listing of Scenario's training models at a
+time, from the sweep that takes it to the end of its task, or until it runs out.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from training.models import RunState, TrainingRun
+from training.models import ListingLease, RunState, TrainingRun
 
 S = RunState
 
@@ -69,3 +72,16 @@ def free_after_read_back(run: TrainingRun) -> bool:
             outcome_unknown_at=run.outcome_unknown_at,
         ).update(submitted_at=None, outcome_unknown_at=None, next_poll_at=timezone.now() + grace)
     )
+
+
+def take_listing(now: datetime, until: datetime) -> bool:
+    """Take the listing lease until `until` if no listing holds it now."""
+    if ListingLease.objects.filter(pk=1, until__lte=now).update(until=until):
+        return True
+    _, created = ListingLease.objects.get_or_create(pk=1, defaults={"until": until})
+    return created
+
+
+def release_listing(until: datetime) -> None:
+    """Give the listing lease back, if it is still the one taken until `until`."""
+    ListingLease.objects.filter(pk=1, until=until).update(until=timezone.now())

@@ -240,6 +240,20 @@ class TrainingRun(models.Model):
         return outcome_words(self.state, self.error_message)
 
 
+class ListingLease(models.Model):
+    """One row: until when the listing of Scenario's training models now under way holds.
+
+    The sweep sends a listing only once the last one is done (or its lease ran out), so that
+    listings follow one another instead of piling up when one takes longer than a sweep.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Listing until {self.until:%H:%M:%S}"
+
+
 class EpochSample(models.Model):
     """One sample image Scenario produced for a prompt at the end of an epoch."""
 

@@ -687,7 +687,14 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     after its usual interval when its chunk is done: the next poll is never sent while this
     one is under way.
     """
-    runs = _polled_runs(run_ids)
+    try:
+        _list_and_apply(_polled_runs(run_ids), held_until)
+    finally:
+        if held_until:
+            leases.release_listing(datetime.fromisoformat(held_until))
+
+
+def _list_and_apply(runs: list[TrainingRun], held_until: str) -> None:
     if not runs:
         return
     client = scenario_client.get()
@@ -1199,22 +1206,29 @@ def sweep() -> int:
     now = timezone.now()
     # Waiting runs are not due: the team queue sends them when a slot frees.
     claimed = team_queue.dispatch_all()
+    # A listing also takes the runs due within half an interval: it serves them at no extra
+    # cost, and the runs its chunks made due at slightly different times poll together again.
+    soon = now + timedelta(seconds=setting("POLL_RUNNING_SECONDS") / 2)
     due = (
         TrainingRun.objects.filter(state__in=ACTIVE_STATES - {S.WAITING})
-        .filter(Q(next_poll_at__lte=now) | Q(next_poll_at__isnull=True))
+        .filter(Q(next_poll_at__lte=soon) | Q(next_poll_at__isnull=True))
         .order_by(F("next_poll_at").asc(nulls_first=True))
         .only("state", "next_poll_at", "stage", "queue_position", "job_id", "remote_model_status")
     )
     by_list: list[int] = []
+    listing_due = False
     with transaction.atomic():
         for run in due.select_for_update(skip_locked=True)[:SWEEP_BATCH]:
             task_name, delay = _sweep_plan(run)
+            is_due = run.next_poll_at is None or run.next_poll_at <= now
             if task_name == "poll_run" and _polled_by_list(run):
                 by_list.append(run.pk)
-            elif _claim_due(run, now, delay):
+                listing_due = listing_due or is_due
+            elif is_due and _claim_due(run, now, delay):  # only a listing takes runs early
                 claimed += 1
                 enqueue_on_commit(task_name, run.pk)
-        claimed += _claim_batch(by_list, now)
+        if listing_due:
+            claimed += _claim_batch(by_list, now)
     return claimed
 
 
@@ -1225,12 +1239,15 @@ def _polled_by_list(run: TrainingRun) -> bool:
 def _claim_batch(pks: list[int], now: datetime) -> int:
     """Claim locked due runs for listed polls with one UPDATE, and send one listing for all.
 
-    The claim holds them until their batch re-arms them (BATCH_HOLD_SECONDS at most).
+    The claim holds them until their batch re-arms them (BATCH_HOLD_SECONDS at most). While
+    an earlier listing is under way they stay due: the next sweep after it sends them.
     """
     if not pks:
         return 0
     hold = min(setting("POLL_MAX_SECONDS"), BATCH_HOLD_SECONDS)
     held_until = now + timedelta(seconds=hold)
+    if not leases.take_listing(now, held_until):
+        return 0
     TrainingRun.objects.filter(pk__in=pks).update(next_poll_at=held_until, last_polled_at=now)
     enqueue_on_commit("poll_listed", pks, held_until.isoformat())
     return len(pks)

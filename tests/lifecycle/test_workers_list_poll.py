@@ -228,3 +228,49 @@ def test_applying_a_listing_costs_the_same_queries_for_3_runs_or_12(scenario, al
         return len(queries)
 
     assert queries_to_apply(3) == queries_to_apply(12)
+
+
+def test_no_second_listing_goes_out_while_one_is_under_way(scenario, alice, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda name, *args: sent.append(name))
+    first = _training_on_scenario(scenario, alice, 3)
+    assert services.sweep() == 3
+    assert sent == ["poll_listed"]
+    held = reload(first[0]).next_poll_at
+    later = _due_launched_runs(alice, lambda i: make_bare_model(remote_id=f"later_{i}"), 2)
+    assert services.sweep() == 0  # due, but they wait for the listing under way
+    assert sent == ["poll_listed"]
+    assert all(reload(run).next_poll_at < timezone.now() for run in later)
+    services.poll_listed([run.pk for run in first], held.isoformat())  # its task is done
+    assert _listings() == 1
+    assert services.sweep() == 2
+    assert sent == ["poll_listed", "poll_listed"]
+
+
+def test_a_listing_takes_along_the_runs_due_within_half_an_interval(
+    db, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.POLL_RUNNING_SECONDS = 10
+    due, soon, later = _due_launched_runs(
+        alice, lambda i: make_bare_model(remote_id=f"model_{i}"), 3
+    )
+    now = timezone.now()
+    TrainingRun.objects.filter(pk=soon.pk).update(next_poll_at=now + timedelta(seconds=4))
+    TrainingRun.objects.filter(pk=later.pk).update(next_poll_at=now + timedelta(seconds=8))
+    with django_capture_on_commit_callbacks():
+        assert services.sweep() == 2
+    assert reload(due).last_polled_at is not None and reload(soon).last_polled_at is not None
+    assert reload(later).last_polled_at is None
+
+
+def test_runs_only_due_soon_send_no_listing_yet(
+    db, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.POLL_RUNNING_SECONDS = 10
+    (run,) = _due_launched_runs(alice, lambda i: make_bare_model(remote_id="model_0"), 1)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        next_poll_at=timezone.now() + timedelta(seconds=4)
+    )
+    with django_capture_on_commit_callbacks() as sent:
+        assert services.sweep() == 0
+    assert sent == []
