@@ -268,9 +268,7 @@ def test_runs_only_due_soon_send_no_listing_yet(
 ):
     settings.POLL_RUNNING_SECONDS = 10
     (run,) = _due_launched_runs(alice, lambda i: make_bare_model(remote_id="model_0"), 1)
-    TrainingRun.objects.filter(pk=run.pk).update(
-        next_poll_at=timezone.now() + timedelta(seconds=4)
-    )
+    TrainingRun.objects.filter(pk=run.pk).update(next_poll_at=timezone.now() + timedelta(seconds=4))
     with django_capture_on_commit_callbacks() as sent:
         assert services.sweep() == 0
     assert sent == []
