@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -1056,8 +1056,29 @@ class SnapshotBatch:
         for state, runs in self.changed.items():
             for run in runs:
                 run.updated_at = now
-            names = sorted(self.names[state] | {"updated_at"})
-            TrainingRun.objects.filter(state=state).bulk_update(runs, names)
+            _update_each(runs, sorted(self.names[state] | {"updated_at"}), state)
+
+
+def _update_each(runs: list[TrainingRun], names: list[str], state: str) -> None:
+    """Write the fields `names` of each run still in `state`, one statement for all rows.
+
+    One parameterised UPDATE sent for every row at once (executemany): Django's bulk_update
+    builds a CASE per field and row, which cost more than the database's work.
+    """
+    meta, quote = TrainingRun._meta, connection.ops.quote_name
+    fields = [meta.get_field(name) for name in names]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('state').column)} = %s"
+    )
+    rows = [
+        [field.get_db_prep_save(getattr(run, field.attname), connection) for field in fields]
+        + [run.pk, state]
+        for run in runs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _poll_failed(run: TrainingRun, error: scenario.ScenarioError) -> None:
