@@ -225,7 +225,9 @@ def models_collection(request: HttpRequest) -> HttpResponse:
 
 def _list_models(request: HttpRequest) -> JsonResponse:
     size = _page_size(request.GET.get("pageSize"))
-    queryset = SimModel.objects.order_by("created_at", "id").prefetch_related(_prefetch_images())
+    queryset = SimModel.objects.order_by("created_at", "id").prefetch_related(
+        _prefetch_images(), "pairs"
+    )
     token = request.GET.get("paginationToken")
     if token:
         queryset = queryset.filter(id__in=_after_token(token))

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from simulator import faults, parameters, pricing, seed, spec
 from simulator.lifecycle import Schedule
@@ -561,3 +562,17 @@ def test_the_model_list_filters_by_status_and_takes_pages_of_500(api):
     assert listed("status=new") == [new.id]
     assert listed("status=failed") == []
     assert "between 1 and 500" in api.refused("get", "/models?pageSize=501")
+
+
+def test_a_page_of_models_costs_the_same_queries_for_3_models_or_30(api):
+    def queries_for_a_page() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            api.ok("get", "/models?pageSize=500")
+        return len(queries)
+
+    for i in range(3):
+        seed.create_model(name=f"Knight {i}")
+    few = queries_for_a_page()
+    for i in range(27):
+        seed.create_model(name=f"Squire {i}")
+    assert queries_for_a_page() == few
