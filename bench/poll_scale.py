@@ -39,6 +39,7 @@ DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/poll_scale"
 TIME_SCALE = 2.0  # simulated seconds per real second: a 300-step run trains 2.5 minutes
 PARAMETERS = {"nbEpochs": 4, "maxTrainSteps": 300, "samplePrompts": ["a knight"]}
 SENDING = {"draft", "waiting", "submitting"}
+PRIORITY_SEP, STEPS = "\x06\x16", (0, 3, 6, 9)  # kombu's Redis transport: list per priority
 SETTINGS = {"MODEL_SYNC_INTERVAL_SECONDS": "3600", "DJANGO_LOG_LEVEL": "WARNING"}
 
 
@@ -155,7 +156,7 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
                 if all_sent:
                     settled.append(lag)
         lags.extend(second)
-        queued = {name: broker.llen(name) for name in ("celery", "urgent")}
+        queued = _queued(broker)
         backlog = max(backlog, sum(queued.values()))
         states = Counter(row["state"] for row in rows)
         line = {"t": round(time.monotonic() - started, 1), "states": states,
@@ -193,6 +194,14 @@ def measure(stack: Stack, run_ids: list[int]) -> dict:
         "backlog_max": backlog,
         "cpu": {name: round(share, 2) for name, share in cpu.items()},
         "rss_mb": resident_by_process(stack),
+    }
+
+
+def _queued(broker) -> dict[str, int]:
+    """Messages waiting in each queue: kombu keeps one Redis list per queue and priority step."""
+    return {
+        name: sum(broker.llen(f"{name}{PRIORITY_SEP}{step}" if step else name) for step in STEPS)
+        for name in ("urgent", "celery")
     }
 
 

@@ -298,10 +298,10 @@ SIMULATOR_FAULTS = env_str("SIMULATOR_FAULTS")
 
 # --- Training lifecycle ---------------------------------------------------------------------
 
-SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 2.0, minimum=0.2)
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 1.0, minimum=0.2)
 SUBMIT_TIMEOUT_SECONDS = env_float("SUBMIT_TIMEOUT_SECONDS", 60.0, minimum=1)
 # A draft not picked up by a worker by then is re-enqueued by the sweep.
-SUBMIT_GRACE_SECONDS = env_float("SUBMIT_GRACE_SECONDS", 10.0, minimum=0.1)
+SUBMIT_GRACE_SECONDS = env_float("SUBMIT_GRACE_SECONDS", 60.0, minimum=0.1)
 # Polling rhythm: quick while the GPU works, slower deeper in the queue, capped.
 # Poll launched runs in batches, from one listing of Scenario's training models (GET
 # /models?status=training): ceil(N / 500) calls for N runs. Off: one GET /models/{id} a run.
@@ -394,14 +394,29 @@ else:
         "CELERY_BROKER_URL must be filesystem:// or a redis:// URL, "
         f"not {CELERY_BROKER_URL.split('://')[0]!r}"
     )
-# Cancels and submits go to a queue of their own, which workers drain before the polls:
+# Cancels, polls and launches go to a queue of their own, which workers drain before the rest:
 # `celery worker -Q urgent,celery` lists it first, and the transport takes queues in that
-# order (priority) instead of in turn (kombu's default, round robin).
+# order (priority) instead of in turn (kombu's default, round robin). Within it, on Redis (0
+# is its highest priority): cancels, the sweep, the listing and reading the runs that left it
+# first, then applying what the listing read, then launches. So a burst of launches, or
+# of trainings ending, never holds up the next listing; and polls never starve launches, as
+# the sweep sends one listing at a time.
 CELERY_TASK_QUEUES = {"urgent": {}, "celery": {}}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
+URGENT_PRIORITIES = {
+    "cancel_run": 0,
+    "sweep": 0,
+    "poll_listed": 0,
+    "poll_run": 0,
+    "apply_listed": 3,
+    "submit_run": 6,
+}
 CELERY_TASK_ROUTES = {
-    "training.tasks.submit_run": {"queue": "urgent"},
-    "training.tasks.cancel_run": {"queue": "urgent"},
+    **{
+        f"training.tasks.{name}": {"queue": "urgent", "priority": priority}
+        for name, priority in URGENT_PRIORITIES.items()
+    },
+    "*": {"queue": "celery", "priority": 9},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -84,6 +84,8 @@ SWEEP_BATCH = 5000
 LIST_PAGE_SIZE = 500
 # Listed runs applied by one task: a listing of many runs is shared among worker processes.
 APPLY_CHUNK = 100
+# A run Scenario expects to end within an interval is looked at this long after that end.
+END_MARGIN_SECONDS = 0.2
 # A batch of listed polls holds its runs this long at most: the batch re-arms each run when
 # it is done, and a batch whose task was lost is claimed again once the hold is over.
 BATCH_HOLD_SECONDS = 30.0
@@ -685,13 +687,18 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     and trainingStats need a read of its own (poll_run). A failed listing puts the whole
     batch off at once. A run this batch holds (`held_until`, the sweep's claim) is due again
     after its usual interval when its chunk is done: the next poll is never sent while this
-    one is under way.
+    one is under way. The listing lease is given back once the listing is shared out: the
+    next listing may go out while chunks are still applied.
     """
     try:
         _list_and_apply(_polled_runs(run_ids), held_until)
     finally:
-        if held_until:
-            leases.release_listing(datetime.fromisoformat(held_until))
+        _give_back_listing(held_until)  # whatever happened; a second give-back does nothing
+
+
+def _give_back_listing(held_until: str) -> None:
+    if held_until:
+        leases.release_listing(datetime.fromisoformat(held_until))
 
 
 def _list_and_apply(runs: list[TrainingRun], held_until: str) -> None:
@@ -714,6 +721,7 @@ def _list_and_apply(runs: list[TrainingRun], held_until: str) -> None:
     for chunk in chunks[1:]:
         part = {run.model.remote_id: training[run.model.remote_id].raw for run in chunk}
         enqueue("apply_listed", [run.pk for run in chunk], part, held_until)
+    _give_back_listing(held_until)
     if chunks:
         _apply_listed(chunks[0], training, held_until)
 
@@ -761,7 +769,8 @@ def _rearm(runs: list[TrainingRun], held_until: datetime) -> None:
     now = timezone.now()
     for run in runs:
         snapshot = {"stage": run.stage, "queue_position": run.queue_position,
-                    "remote_updated_at": run.remote_updated_at}  # fmt: skip
+                    "remote_updated_at": run.remote_updated_at,
+                    "remaining_ms": run.remaining_ms}  # fmt: skip
         claimed = run.last_polled_at or now
         due = max(now, claimed + _poll_delay(run.state, snapshot))
         by_due[due].append(run.pk)
@@ -903,7 +912,7 @@ REMOTE_MOVES = frozenset({"remote_model_status", "stage", "queue_position", "pro
 
 
 def _next_poll(run: TrainingRun, state: str, fields: dict) -> datetime:
-    names = ("stage", "queue_position", "remote_updated_at")
+    names = ("stage", "queue_position", "remote_updated_at", "remaining_ms")
     snapshot = {name: fields.get(name, getattr(run, name)) for name in names}
     return timezone.now() + _poll_delay(state, snapshot)
 
@@ -1113,6 +1122,11 @@ def _poll_delay(state: str, snapshot: dict) -> timedelta:
         seconds = setting("POLL_CANCEL_SECONDS")
     elif state == S.RUNNING or snapshot.get("stage") in remote.FAST_POLL_STAGES or next_in_line:
         seconds = setting("POLL_RUNNING_SECONDS")
+        remaining = snapshot.get("remaining_ms")
+        if state == S.RUNNING and remaining is not None:
+            # Look again just after Scenario expects the training to end, if that is sooner:
+            # its end then shows at the next poll, not up to an interval later.
+            seconds = min(seconds, remaining / 1000 + END_MARGIN_SECONDS)
     else:
         ahead = snapshot.get("queue_position") or 0
         seconds = setting("POLL_QUEUED_SECONDS") + ahead * setting("POLL_QUEUE_STEP_SECONDS")

@@ -325,6 +325,19 @@ def test_the_run_next_in_line_is_polled_as_often_as_a_training_one(settings):
     assert unknown_place == timedelta(seconds=settings.POLL_QUEUED_SECONDS)
 
 
+def test_a_training_about_to_end_is_looked_at_just_after_its_expected_end(settings):
+    settings.POLL_RUNNING_SECONDS = 2
+    ending = services._poll_delay(S.RUNNING, {"stage": "running-train", "remaining_ms": 500})
+    far = services._poll_delay(S.RUNNING, {"stage": "running-train", "remaining_ms": 60_000})
+    assert ending == timedelta(seconds=0.5 + services.END_MARGIN_SECONDS)
+    assert far == timedelta(seconds=2)
+    # A queued run's remaining time includes the queue: it sets no earlier poll.
+    queued = services._poll_delay(
+        S.QUEUED, {"stage": "queued-for-train", "queue_position": 0, "remaining_ms": 500}
+    )
+    assert queued == timedelta(seconds=2)
+
+
 def test_failed_polls_back_off_but_honour_retry_after():
     delays = [services._error_delay(failures, None) for failures in range(1, 6)]
     assert delays == sorted(delays)

@@ -18,7 +18,7 @@ from simulator import faults
 from simulator.models import RequestLog
 from tests.factories import make_bare_model, make_run, mirror
 from tests.fixtures.workers import assert_valid_trail, reload
-from training import services
+from training import leases, services
 from training.models import RunState, TrainingRun
 
 S = RunState
@@ -272,3 +272,23 @@ def test_runs_only_due_soon_send_no_listing_yet(
     with django_capture_on_commit_callbacks() as sent:
         assert services.sweep() == 0
     assert sent == []
+
+
+def test_the_next_listing_may_go_out_while_this_one_applies_its_own_chunk(
+    scenario, alice, monkeypatch
+):
+    runs = _training_on_scenario(scenario, alice, 2)
+    assert services.sweep() == 2
+    held = reload(runs[0]).next_poll_at
+    free_while_applying = []
+    apply = services._apply_listed
+
+    def applying(chunk, training, held_until):
+        later = timezone.now() + timedelta(seconds=30)
+        free_while_applying.append(leases.take_listing(timezone.now(), later))
+        leases.release_listing(later)
+        apply(chunk, training, held_until)
+
+    monkeypatch.setattr(services, "_apply_listed", applying)
+    services.poll_listed([run.pk for run in runs], held.isoformat())
+    assert free_while_applying == [True]

@@ -108,16 +108,22 @@ def test_dependencies_exist_and_health_conditions_have_health_checks(name):
             assert "healthcheck" in SERVICES[dependency], f"{dependency} has no health check"
 
 
-def test_the_worker_drains_the_urgent_queue_of_cancels_and_submits_first():
+def test_the_worker_drains_the_urgent_queue_of_cancels_polls_and_submits_first():
     from django.conf import settings
 
     command = SERVICES["worker"]["command"]
     queues = command[command.index("-Q") + 1].split(",")
     assert queues == list(settings.CELERY_TASK_QUEUES) == ["urgent", "celery"]
-    routed = {
-        task for task, route in settings.CELERY_TASK_ROUTES.items() if route["queue"] == "urgent"
+    routes = settings.CELERY_TASK_ROUTES
+    urgent = {
+        task: route["priority"] for task, route in routes.items() if route["queue"] == "urgent"
     }
-    assert routed == {"training.tasks.submit_run", "training.tasks.cancel_run"}
+    names = "cancel_run sweep poll_listed poll_run apply_listed submit_run".split()
+    assert set(urgent) == {f"training.tasks.{name}" for name in names}
+    # On Redis 0 comes first: the listing and cancels, then applying it, then launches.
+    order = [urgent[f"training.tasks.{name}"] for name in names]
+    assert order == sorted(order) and order[0] == 0 and order[-1] > order[-2] > order[0]
+    assert routes["*"] == {"queue": "celery", "priority": 9}
     assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] == "priority"
 
 
