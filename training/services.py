@@ -46,6 +46,7 @@ from training import (
     remote,
     scenario,
     scenario_client,
+    stamps,
     team_queue,
 )
 from training.display import person
@@ -310,7 +311,10 @@ def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
     """
     with transaction.atomic():
         others = TrainingRun.objects.filter(model_id=run.model_id).exclude(pk=run.pk)
-        others.exclude(selected_epoch="").update(selected_epoch="", selected_epoch_by=None)
+        others = others.exclude(selected_epoch="")
+        # A shared model's earlier runs may be other teams'.
+        stamps.changed(run.team_id, *others.values_list("team_id", flat=True).distinct())
+        others.update(selected_epoch="", selected_epoch_by=None)
         TrainingRun.objects.filter(pk=run.pk).update(selected_epoch=epoch, selected_epoch_by=user)
     run.selected_epoch, run.selected_epoch_by = epoch, user
 
@@ -692,14 +696,16 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     except scenario.ScenarioError as error:
         _listing_failed(runs, error)
         return
-    for run in runs:
-        model = training.get(run.model.remote_id)
-        if model is None:
-            enqueue("poll_run", run.pk)
-            continue
-        _refresh(run, client, model, needs_job=_job_has_news)
-        if run.state == S.CANCEL_REQUESTED:
-            enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
+    # Each run's write commits on its own; the team stamps move once per flush, not per run.
+    with stamps.coalesced():
+        for run in runs:
+            model = training.get(run.model.remote_id)
+            if model is None:
+                enqueue("poll_run", run.pk)
+                continue
+            _refresh(run, client, model, needs_job=_job_has_news)
+            if run.state == S.CANCEL_REQUESTED:
+                enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
     if held_until:
         _rearm(runs, datetime.fromisoformat(held_until))
 
@@ -854,6 +860,7 @@ def _write_snapshot(run: TrainingRun, fields: dict, state: str | None = None) ->
     now = timezone.now()
     written = TrainingRun.objects.filter(pk=run.pk, state=state).update(updated_at=now, **fields)
     if written:
+        stamps.changed(run.team_id)
         run.state = state
         for name, value in fields.items():
             setattr(run, name, value)
@@ -955,6 +962,8 @@ def _store_samples(run: TrainingRun, model: scenario.Model) -> bool:
     ]
     # Two polls may race here; the unique constraint keeps one row per epoch and prompt.
     EpochSample.objects.bulk_create(new, ignore_conflicts=True)
+    if new:
+        stamps.changed(run.team_id)  # bulk_create sends no signal
     return bool(new)
 
 
@@ -1181,8 +1190,12 @@ def sync_models(client=None) -> int:
     client = client or scenario_client.get()
     now = timezone.now()
     count = 0
+    names = dict(ScenarioModel.objects.values_list("remote_id", "name"))
+    renamed = []
     for model in client.iter_models():
         images = _all_training_images(client, model)
+        if model.id in names and names[model.id] != (model.name or ""):
+            renamed.append(model.id)
         ScenarioModel.objects.update_or_create(
             remote_id=model.id,
             defaults={
@@ -1200,6 +1213,9 @@ def sync_models(client=None) -> int:
     # Only after the last page: a listing that failed half-way says nothing about the rest.
     not_listed = Q(synced_at__lt=now) | Q(synced_at__isnull=True)
     ScenarioModel.objects.filter(not_listed, gone_at__isnull=True).update(gone_at=now)
+    if renamed:  # live pages name the model of each run
+        teams = TrainingRun.objects.filter(model__remote_id__in=renamed).values_list("team_id")
+        stamps.changed(*teams.distinct().values_list("team_id", flat=True))
     return count
 
 
