@@ -122,8 +122,12 @@ def transition(
 
 
 def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
-    """Write an audit line about a run that does not change its state (a queue move)."""
+    """Write an audit line about a run that does not change its state (a queue move).
+
+    The run's update time moves with it: the run page's live panel compares only that.
+    """
     stamps.changed(run.team_id)
+    TrainingRun.objects.filter(pk=run.pk).update(updated_at=timezone.now())
     RunEvent.objects.create(
         run=run,
         from_state=run.state,

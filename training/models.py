@@ -211,7 +211,8 @@ class TrainingRun(models.Model):
     outcome_unknown_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
-    # Set by every write in services; .update() does not touch auto_now fields.
+    # Set by every write in services, new samples and audit lines included (the run page's
+    # live panel compares only this); .update() does not touch auto_now fields.
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

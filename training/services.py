@@ -839,7 +839,8 @@ def apply_snapshot(
             message=_transition_message(run.state, target, model, job),
             **fields,
         )
-    elif fields:
+    elif fields or stored:
+        # New samples alone still move updated_at: the run page's panel compares only that.
         fields["next_poll_at"] = _next_poll(run, run.state, fields)
         wrote = _write_snapshot(run, fields)
     return stored or wrote
