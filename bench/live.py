@@ -7,7 +7,8 @@ Needs `wrk` (Debian: apt-get install wrk) and Postgres. Seeds a fresh database
 (BENCH_LIVE_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_live) with a team
 of 20 active and 10 finished runs, signs a lead in, and serves the dashboard with gunicorn
 (bench.live_settings adds /bench/hello/: signed in, the same middleware and session, no
-query of its own), as compose runs it: sync workers (2 here, one per core).
+query of its own), with sync workers as compose runs them (2 here, one per core; compose's
+`web` has 3, which gave the same figures within the noise).
 
 1. Throughput, with wrk (2 threads, 16 connections): hello; a run's live fragment unchanged
    (204) and rendered; the dashboard board unchanged (204) and rendered. Each case is

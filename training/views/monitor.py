@@ -6,8 +6,8 @@ epoch", which asks Scenario to change the model and says so in words when it can
 Each live piece is a named partial of its page. A refresh costs a constant number of queries
 whatever the number of runs or epochs. An unchanged one, the common case, costs three: the
 session, the user, and one small indexed read of its token (the board: the team's stamp,
-training.stamps; a run's panel: the run's update time and row counts), access check included.
-A changed one reads everything the fragment shows in one more query.
+training.stamps; a run's panel: the run's update time), access check included. A changed one
+reads everything the fragment shows in one more query.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def home(request):
     # The stamp is read before the rows: never newer than what the page shows (stamps).
     token = stamps.board_token(request.user)
     board = {**_board(request.user), "token": token}
-    # The budget bar is in the page, not the board: a refresh keeps to its three queries.
+    # The budget bar is in the page, not the board: a refresh keeps to its few queries.
     context = {**board, "budget": budgets.status_for_user(request.user)}
     # This page says "finished" itself, from its own refresh: no second watcher.
     return render(request, "training/home.html", {**context, "hide_finished_watch": True})
@@ -530,7 +530,7 @@ LIVE_TOKENS = ("token", "samples", "events")
 
 def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
     token, samples, events = (
-        request_params.text(request.GET, name, max_length=40) for name in LIVE_TOKENS
+        request_params.text(request.GET, name, max_length=60) for name in LIVE_TOKENS
     )
     # Checked before the panel's query is even built: an unchanged poll, the common one,
     # costs one small query. New samples and audit lines move the run's update time, so the
