@@ -35,10 +35,11 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Count, F, Sum
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
 from training.models import EpochSample, Membership, RunEvent, Team, TeamStamp, TrainingRun
@@ -56,25 +57,47 @@ _local = threading.local()
 # --- Reading --------------------------------------------------------------------------------
 
 
-def board_token(user) -> str:
+def board_token(user, using: str = DEFAULT_DB_ALIAS) -> str:
     """Return the stamp of everything the user's board shows, in one indexed query.
 
     A member reads their team's row through their membership; staff, who see every team, the
     sum of the few rows (a counter only grows, so the sum moves whenever one of them does).
     The team is part of the token: moving to another team changes it.
+
+    Written in SQL: it is the whole work of an unchanged refresh, the most frequent request
+    of all, and the ORM took five times as long to build it as the database to answer it.
     """
     if not user.is_authenticated:
         return NO_TEAM
-    if user.is_staff:
-        total = TeamStamp.objects.aggregate(teams=Count("pk"), versions=Sum("version"))
-        return f"all.{total['teams']}.{total['versions'] or 0}"
-    row = list(
-        Membership.objects.filter(user_id=user.pk).values_list("team_id", "team__stamp__version")
-    )
-    if not row:
+    with connections[using].cursor() as cursor:
+        if user.is_staff:
+            cursor.execute(_statements(using)["all"])
+            teams, versions = cursor.fetchone()
+            return f"all.{teams}.{versions}"
+        cursor.execute(_statements(using)["member"], [user.pk])
+        row = cursor.fetchone()
+    if row is None:
         return NO_TEAM
-    team_id, version = row[0]
+    team_id, version = row
     return f"{team_id}.{version or 0}"
+
+
+@cache
+def _statements(using: str) -> dict[str, str]:
+    """Write the two reads of board_token, with the tables' and columns' names from the models."""
+    quote = connections[using].ops.quote_name
+    members, stamps = Membership._meta, TeamStamp._meta
+    member_team = quote(members.get_field("team").column)
+    member_user = quote(members.get_field("user").column)
+    stamp_team, version = quote(stamps.pk.column), quote(stamps.get_field("version").column)
+    return {
+        "member": (
+            f"SELECT m.{member_team}, s.{version} FROM {quote(members.db_table)} m"
+            f" LEFT JOIN {quote(stamps.db_table)} s ON s.{stamp_team} = m.{member_team}"
+            f" WHERE m.{member_user} = %s"
+        ),
+        "all": f"SELECT COUNT(*), COALESCE(SUM({version}), 0) FROM {quote(stamps.db_table)}",
+    }
 
 
 # --- Writing --------------------------------------------------------------------------------
