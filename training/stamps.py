@@ -35,13 +35,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
+from training import access
 from training.models import EpochSample, Membership, RunEvent, Team, TeamStamp, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,44 @@ def _statements(using: str) -> dict[str, str]:
         ),
         "all": f"SELECT COUNT(*), COALESCE(SUM({version}), 0) FROM {quote(stamps.db_table)}",
     }
+
+
+def run_token_facts(user, pk: int, fields: tuple[str, ...], using: str = DEFAULT_DB_ALIAS):
+    """Read some fields of a run the user may see, and its team's stamp, in one query.
+
+    Returns (values of `fields`, the stamp's version), or None when the run does not exist or
+    the user may not see it (access.visible_runs_sql, the same rule as visible_runs). Written
+    in SQL for the same reason as board_token: a run page's unchanged poll is nothing else.
+    """
+    condition, params = access.visible_runs_sql(user, "r", using)
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_run_statement(using, fields)} AND {condition}", [pk, *params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *values, version = row
+    return [_from_db(value, connection) for value in values], version
+
+
+@cache
+def _run_statement(using: str, fields: tuple[str, ...]) -> str:
+    quote = connections[using].ops.quote_name
+    runs, stamps = TrainingRun._meta, TeamStamp._meta
+    columns = ", ".join(f"r.{quote(runs.get_field(name).column)}" for name in fields)
+    return (
+        f"SELECT {columns}, s.{quote(stamps.get_field('version').column)}"
+        f" FROM {quote(runs.db_table)} r LEFT JOIN {quote(stamps.db_table)} s"
+        f" ON s.{quote(stamps.pk.column)} = r.{quote(runs.get_field('team').column)}"
+        f" WHERE r.{quote(runs.pk.column)} = %s"
+    )
+
+
+def _from_db(value, connection):
+    """Read a value as the ORM would: a date and time without a zone is in the database's."""
+    if isinstance(value, datetime) and timezone.is_naive(value):
+        return timezone.make_aware(value, connection.timezone)
+    return value
 
 
 # --- Writing --------------------------------------------------------------------------------

@@ -485,7 +485,6 @@ def _counts():
 
 # What _live_token reads of a run, and only that: the unchanged check's query.
 TOKEN_FIELDS = (
-    "pk",
     "state",
     "updated_at",
     "job_id",
@@ -500,15 +499,14 @@ def _live_token_of(user, pk) -> str:
 
     No count, no join to what the panel shows: the update time stands for the rows.
     """
-    runs = access.visible_runs(user).filter(pk=pk).order_by()
-    rows = list(runs.values_list(*TOKEN_FIELDS, "team__stamp__version"))
-    if not rows:
+    facts = stamps.run_token_facts(user, pk, TOKEN_FIELDS)
+    if facts is None:
         raise Http404("No such run")
-    *fields, version = rows[0]
+    values, version = facts
     # The few facts _live_token reads, not a whole TrainingRun: building one costs more than
     # the query.
-    facts = SimpleNamespace(**dict(zip(TOKEN_FIELDS, fields, strict=True)), team_version=version)
-    return _live_token(facts)
+    run = SimpleNamespace(**dict(zip(TOKEN_FIELDS, values, strict=True)), team_version=version)
+    return _live_token(run)
 
 
 def _live_run(user, pk) -> TrainingRun:
