@@ -1,12 +1,15 @@
 """Keep each team's "last changed" stamp, so that an unchanged live refresh reads one row.
 
 A live page's token is its team's stamp (TeamStamp.version): the dashboard board answers an
-unchanged refresh after one indexed read of it, before reading any run. Every write that
-changes what a team's live pages show calls `changed(team_id)`: the lifecycle's transitions
-and audit lines, snapshots, new samples, the team queue, epoch choices, new drafts, and, through
-model signals (`connect`), any save or delete of a run, a sample, an event or a team (the
-admin). Bookkeeping that no page shows (next_poll_at, last_polled_at, claims, leases) does not
-call it: it would make every poll look like a change.
+unchanged refresh after one indexed read of it, before reading any run (board_token). A run
+page's panel reads its run's update time, with the stamp for a run waiting in the team queue
+(run_token_facts). Both reads are the only statements written by hand: see why there.
+
+Every write that changes what a team's live pages show calls `changed(team_id)`: the
+lifecycle's transitions and audit lines, snapshots, new samples, the team queue, epoch
+choices, new drafts, and, through model signals (`connect`), any save or delete of a run, a
+sample, an event or a team (the admin). Bookkeeping that no page shows (next_poll_at,
+last_polled_at, claims, leases) does not call it: it would make every poll look like a change.
 
 Why the bump comes after the writer's commit. A reader reads the stamp first and the rows
 after it. A bump happens only once its rows are committed, so whatever stamp a reader sees,
