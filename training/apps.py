@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Trainings"
+
+    def ready(self):
+        from training import stamps
+
+        stamps.connect()

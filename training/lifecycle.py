@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from training import notifications, params
+from training import notifications, params, stamps
 from training.models import FINAL_STATES, EventSource, RunEvent, RunState, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ def transition(
                 rows = rows.filter(condition)
             changed = rows.update(**values)
             if changed:
+                stamps.changed(run.team_id)  # once this commits
                 RunEvent.objects.create(
                     run=run,
                     from_state=from_state,
@@ -121,7 +122,12 @@ def transition(
 
 
 def record_event(run: TrainingRun, message: str, *, actor=None) -> None:
-    """Write an audit line about a run that does not change its state (a queue move)."""
+    """Write an audit line about a run that does not change its state (a queue move).
+
+    The run's update time moves with it: the run page's live panel compares only that.
+    """
+    stamps.changed(run.team_id)
+    TrainingRun.objects.filter(pk=run.pk).update(updated_at=timezone.now())
     RunEvent.objects.create(
         run=run,
         from_state=run.state,

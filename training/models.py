@@ -42,6 +42,21 @@ class Team(models.Model):
         return self.name
 
 
+class TeamStamp(models.Model):
+    """How often what a team's live pages show has changed: a counter every such write bumps.
+
+    A live page's unchanged refresh reads this one row instead of the runs (training.stamps).
+    """
+
+    team = models.OneToOneField(
+        Team, primary_key=True, on_delete=models.CASCADE, related_name="stamp"
+    )
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.team_id}: {self.version}"
+
+
 class Membership(models.Model):
     """A user's place in one team, with their role there."""
 
@@ -196,7 +211,8 @@ class TrainingRun(models.Model):
     outcome_unknown_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
-    # Set by every write in services; .update() does not touch auto_now fields.
+    # Set by every write in services, new samples and audit lines included (the run page's
+    # live panel compares only this); .update() does not touch auto_now fields.
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -46,6 +46,7 @@ from training import (
     remote,
     scenario,
     scenario_client,
+    stamps,
     team_queue,
 )
 from training.display import person
@@ -315,7 +316,10 @@ def record_epoch_choice(run: TrainingRun, epoch: str, user) -> None:
     """
     with transaction.atomic():
         others = TrainingRun.objects.filter(model_id=run.model_id).exclude(pk=run.pk)
-        others.exclude(selected_epoch="").update(selected_epoch="", selected_epoch_by=None)
+        others = others.exclude(selected_epoch="")
+        # A shared model's earlier runs may be other teams'.
+        stamps.changed(run.team_id, *others.values_list("team_id", flat=True).distinct())
+        others.update(selected_epoch="", selected_epoch_by=None)
         TrainingRun.objects.filter(pk=run.pk).update(selected_epoch=epoch, selected_epoch_by=user)
     run.selected_epoch, run.selected_epoch_by = epoch, user
 
@@ -747,13 +751,15 @@ def _apply_listed(
     runs: list[TrainingRun], training: dict[str, scenario.Model], held_until: str
 ) -> None:
     client = scenario_client.get()
-    batch = SnapshotBatch(runs)
-    for run in runs:
-        model = training[run.model.remote_id]
-        _refresh(run, client, model, needs_job=_job_has_news, batch=batch)
-        if run.state == S.CANCEL_REQUESTED:
-            enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
-    batch.write()
+    # Each run's transition commits on its own; the team stamps move once per flush.
+    with stamps.coalesced():
+        batch = SnapshotBatch(runs)
+        for run in runs:
+            model = training[run.model.remote_id]
+            _refresh(run, client, model, needs_job=_job_has_news, batch=batch)
+            if run.state == S.CANCEL_REQUESTED:
+                enqueue_on_commit("cancel_run", run.pk)  # still training: the cancel may be lost
+        batch.write()
     if held_until:
         _rearm(runs, datetime.fromisoformat(held_until))
 
@@ -902,7 +908,8 @@ def apply_snapshot(
             message=_transition_message(run.state, target, model, job),
             **fields,
         )
-    elif fields:
+    elif fields or stored:
+        # New samples alone still move updated_at: the run page's panel compares only that.
         fields["next_poll_at"] = _next_poll(run, run.state, fields)
         wrote = _write_snapshot(run, fields)
     return stored or wrote
@@ -923,6 +930,7 @@ def _write_snapshot(run: TrainingRun, fields: dict, state: str | None = None) ->
     now = timezone.now()
     written = TrainingRun.objects.filter(pk=run.pk, state=state).update(updated_at=now, **fields)
     if written:
+        stamps.changed(run.team_id)
         run.state = state
         for name, value in fields.items():
             setattr(run, name, value)
@@ -1006,6 +1014,8 @@ def _store_samples(run: TrainingRun, model: scenario.Model) -> bool:
     new = _new_samples(run, model, have)
     # Two polls may race here; the unique constraint keeps one row per epoch and prompt.
     EpochSample.objects.bulk_create(new, ignore_conflicts=True)
+    if new:
+        stamps.changed(run.team_id)  # bulk_create sends no signal
     return bool(new)
 
 
@@ -1051,7 +1061,8 @@ class SnapshotBatch:
     def add(self, run: TrainingRun, model: scenario.Model, fields: dict) -> bool:
         new = _new_samples(run, model, self.have[run.pk])
         self.samples.extend(new)
-        if fields:
+        # New samples alone still move updated_at: the run page's panel compares only that.
+        if fields or new:
             for name, value in fields.items():
                 setattr(run, name, value)
             self.changed[run.state].append(run)
@@ -1066,6 +1077,8 @@ class SnapshotBatch:
             for run in runs:
                 run.updated_at = now
             _update_each(runs, sorted(self.names[state] | {"updated_at"}), state)
+        # Neither the INSERT nor the UPDATE sends a signal.
+        stamps.changed(*{run.team_id for runs in self.changed.values() for run in runs})
 
 
 def _update_each(runs: list[TrainingRun], names: list[str], state: str) -> None:
@@ -1326,8 +1339,12 @@ def sync_models(client=None) -> int:
     client = client or scenario_client.get()
     now = timezone.now()
     count = 0
+    names = dict(ScenarioModel.objects.values_list("remote_id", "name"))
+    renamed = []
     for model in client.iter_models():
         images = _all_training_images(client, model)
+        if model.id in names and names[model.id] != (model.name or ""):
+            renamed.append(model.id)
         ScenarioModel.objects.update_or_create(
             remote_id=model.id,
             defaults={
@@ -1345,6 +1362,9 @@ def sync_models(client=None) -> int:
     # Only after the last page: a listing that failed half-way says nothing about the rest.
     not_listed = Q(synced_at__lt=now) | Q(synced_at__isnull=True)
     ScenarioModel.objects.filter(not_listed, gone_at__isnull=True).update(gone_at=now)
+    if renamed:  # live pages name the model of each run
+        teams = TrainingRun.objects.filter(model__remote_id__in=renamed).values_list("team_id")
+        stamps.changed(*teams.distinct().values_list("team_id", flat=True))
     return count
 
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, Q
 from django.utils import timezone
 
-from training import budgets, leases, lifecycle, scenario
+from training import budgets, leases, lifecycle, scenario, stamps
 from training.display import clock, cu_amount, person
 from training.models import EventSource, RunState, Team, TrainingRun
 
@@ -216,7 +216,8 @@ def dispatch(team_id: int) -> int:
 
 def _note(run: TrainingRun, reason: str) -> None:
     if run.waiting_reason != reason:
-        TrainingRun.objects.filter(pk=run.pk, state=S.WAITING).update(waiting_reason=reason)
+        if TrainingRun.objects.filter(pk=run.pk, state=S.WAITING).update(waiting_reason=reason):
+            stamps.changed(run.team_id)
 
 
 def _over_budget_words(budget) -> str:
@@ -308,6 +309,7 @@ def refresh_quote(run: TrainingRun, client) -> bool:
     TrainingRun.objects.filter(pk=run.pk).update(
         quote_cu_cost=fresh.cost, quote_cu_discount=fresh.discount, quoted_at=timezone.now()
     )
+    stamps.changed(run.team_id)
     old, run.quote_cu_cost, run.quoted_at = run.quote_cu_cost, fresh.cost, timezone.now()
     status = budgets.status_for(run.team)
     if run.budget_override or not status.limited or status.spent <= status.budget:
@@ -370,5 +372,5 @@ def move(run: TrainingRun, user, action: str, priority: int | None = None) -> st
         else:
             raise QueueRefused("Say how to move the run.")
         TrainingRun.objects.filter(pk=run.pk).update(**values)
-        lifecycle.record_event(run, f"{words} by {person(user)}", actor=user)
+        lifecycle.record_event(run, f"{words} by {person(user)}", actor=user)  # bumps the stamp
     return words

@@ -154,7 +154,9 @@ def test_a_launch_is_stored_in_draft_and_submitted_once_committed(
         run = services.launch_run(
             user=alice, model=model, parameters={"nbEpochs": 2}, quote_cost=120.0
         )
-    assert len(callbacks) == 1  # the submit task, published only after the commit
+    # The submit task, published only after the commit (beside the team's stamp, bumped then).
+    tasks = [getattr(callback, "args", ()) for callback in callbacks]
+    assert tasks.count(("submit_run", run.pk)) == 1 and len(callbacks) == 2
     run.refresh_from_db()
     assert run.state == S.DRAFT
     assert run.team == alice.membership.team

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.factories import finish, make_sent_run
 from tests.fixtures.browser import DEFAULT_TIMEOUT_MS, save_screenshot
-from training import services
+from training import services, stamps
 from training.models import RunState, ScenarioModel, TrainingRun
 
 pytestmark = pytest.mark.browser
@@ -78,8 +78,9 @@ def open_context(request, chromium, live_server, client):
 
 
 def move(run, **fields) -> None:
-    """Write what a poll would have written: new values and a new updated_at."""
+    """Write what a poll would have written: new values, a new updated_at, the team's stamp."""
     TrainingRun.objects.filter(pk=run.pk).update(updated_at=timezone.now(), **fields)
+    stamps.write([run.team_id])
 
 
 # --- Without JavaScript -----------------------------------------------------------------------

@@ -3,17 +3,19 @@
 Views read the database only; the worker keeps it current. The one exception is "Use this
 epoch", which asks Scenario to change the model and says so in words when it cannot.
 
-Each live piece is a named partial of its page. A refresh costs at most three queries
-whatever the number of runs or epochs: the session, the user, and one query that reads
-everything the fragment shows, access check included.
+Each live piece is a named partial of its page. A refresh costs a constant number of queries
+whatever the number of runs or epochs. An unchanged one, the common case, costs three: the
+session, the user, and one small indexed read of its token (the board: the team's stamp,
+training.stamps; a run's panel: the run's update time), access check included. A changed one
+reads everything the fragment shows in one more query.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -21,7 +23,17 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.middleware.csrf import get_token
@@ -43,6 +55,7 @@ from training import (
     request_params,
     scenario_client,
     services,
+    stamps,
     team_queue,
 )
 from training.fragments import page_or_fragment
@@ -106,12 +119,12 @@ def live_fragment(page: str):
     def decorate(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            page_url = reverse(page, kwargs=kwargs)
             if not request.user.is_authenticated:
+                page_url = reverse(page, kwargs=kwargs)
                 login = f"{reverse(settings.LOGIN_URL)}?{urlencode({'next': page_url})}"
                 return HttpResponseClientRedirect(login) if request.htmx else redirect(login)
             if not request.htmx:
-                return redirect(page_url)
+                return redirect(reverse(page, kwargs=kwargs))
             return view(request, *args, **kwargs)
 
         return page_or_fragment(require_safe(wrapper))
@@ -254,24 +267,21 @@ def _board(user, shown: list[int] | tuple = ()) -> dict:
     now = timezone.now()
     for run in active:
         run.remaining_now_ms = _remaining_ms(run, now)
-    # New samples do not touch updated_at, but they change the card's thumbnail.
-    signature = ";".join(
-        f"{run.pk}:{_us(run.updated_at)}:{run.state}:{run.newest_epoch}" for run in rows
-    )
     return {
         "active": active,
         "recent": done[:RECENTLY_FINISHED],
         "finished_now": [run for run in done if run.pk in set(shown)],
         "active_ids": ",".join(str(run.pk) for run in active),
-        "token": hashlib.sha1(signature.encode()).hexdigest()[:16],
     }
 
 
 @login_required
 @require_safe
 def home(request):
-    board = _board(request.user)
-    # The budget bar is in the page, not the board: a refresh keeps to its three queries.
+    # The stamp is read before the rows: never newer than what the page shows (stamps).
+    token = stamps.board_token(request.user)
+    board = {**_board(request.user), "token": token}
+    # The budget bar is in the page, not the board: a refresh keeps to its few queries.
     context = {**board, "budget": budgets.status_for_user(request.user)}
     # This page says "finished" itself, from its own refresh: no second watcher.
     return render(request, "training/home.html", {**context, "hide_finished_watch": True})
@@ -281,9 +291,11 @@ def home(request):
 def home_board(request):
     # The client lists the runs it shows as active: as many as a team has running.
     shown = request_params.id_list(request.GET, "ids", max_items=BOARD_MAX_SHOWN)
-    board = _board(request.user, shown)
-    if request_params.text(request.GET, "token") == board["token"]:
+    # One indexed read, before any run is: equal, nothing any write could show has changed.
+    token = stamps.board_token(request.user)
+    if request_params.text(request.GET, "token") == token:
         return _unchanged()
+    board = {**_board(request.user, shown), "token": token}
     response = _fragment(request, "training/home.html#board", board)
     if board["finished_now"]:
         event = _finished_event(board["finished_now"], request.user)
@@ -400,8 +412,19 @@ def _refused_timeline(run) -> list[dict]:
 
 
 def _live_token(run) -> str:
-    """Return what the live panel's client sends back: the run's update time."""
-    return str(_us(run.updated_at))
+    """Return what the live panel's client sends back besides its row counts.
+
+    The run's update time, which every write the panel shows moves (new samples and audit
+    lines too); while it waits in the team queue, also its team's stamp (other runs' moves
+    change how many are ahead and the forecast); once stalled, that it is, which only the
+    clock decides.
+    """
+    token = str(_us(run.updated_at))
+    if run.state == RunState.WAITING:
+        token += f"-{run.team_version or 0}"
+    if lifecycle.is_stalled(run):
+        token += "-stalled"
+    return token
 
 
 def _live_context(user, run, *, sample_count: int, event_count: int) -> dict:
@@ -452,13 +475,45 @@ def _left_team_queue():
     return Subquery(left.order_by("at").values("at")[:1])
 
 
+def _counts():
+    """Annotate a run with its numbers of samples and audit lines, in the run's own query."""
+    return {
+        "sample_count": _count_of(EpochSample, run=OuterRef("pk")),
+        "event_count": _count_of(RunEvent, run=OuterRef("pk")),
+    }
+
+
+# What _live_token reads of a run, and only that: the unchanged check's query.
+TOKEN_FIELDS = (
+    "state",
+    "updated_at",
+    "job_id",
+    "remote_model_status",
+    "remote_updated_at",
+    "submitted_at",
+)
+
+
+def _live_token_of(user, pk) -> str:
+    """Read the live panel's token in one small query of the run's row; 404 when not visible.
+
+    No count, no join to what the panel shows: the update time stands for the rows.
+    """
+    facts = stamps.run_token_facts(user, pk, TOKEN_FIELDS)
+    if facts is None:
+        raise Http404("No such run")
+    values, version = facts
+    # The few facts _live_token reads, not a whole TrainingRun: building one costs more than
+    # the query.
+    run = SimpleNamespace(**dict(zip(TOKEN_FIELDS, values, strict=True)), team_version=version)
+    return _live_token(run)
+
+
 def _live_run(user, pk) -> TrainingRun:
     """Read the run with everything its live panel shows, in one query; 404 when not visible."""
     runs = _with_viewer(access.visible_runs(user), user).select_related("model", "created_by")
     runs = runs.annotate(
-        sample_count=_count_of(EpochSample, run=OuterRef("pk")),
-        event_count=_count_of(RunEvent, run=OuterRef("pk")),
-        left_team_queue_at=_left_team_queue(),
+        **_counts(), team_version=F("team__stamp__version"), left_team_queue_at=_left_team_queue()
     )
     try:
         run = runs.get(pk=pk)
@@ -467,22 +522,20 @@ def _live_run(user, pk) -> TrainingRun:
     return run
 
 
-# What the live panel's client says it shows: the run's update time and its row counts.
+# What the live panel's client says it shows: its token and its row counts.
 LIVE_TOKENS = ("token", "samples", "events")
 
 
 def _live_response(request, pk, *, force_events: tuple[str, ...] = ()) -> HttpResponse:
-    run = _live_run(request.user, pk)
     token, samples, events = (
-        request_params.text(request.GET, name, max_length=40) for name in LIVE_TOKENS
+        request_params.text(request.GET, name, max_length=60) for name in LIVE_TOKENS
     )
-    # Compared before the panel is built: an unchanged poll, the common one, builds nothing.
-    if not force_events and (
-        token == _live_token(run)
-        and samples == str(run.sample_count)
-        and events == str(run.event_count)
-    ):
+    # Checked before the panel's query is even built: an unchanged poll, the common one,
+    # costs one small query. New samples and audit lines move the run's update time, so the
+    # row counts are compared only once something changed, to reload the grid or the trail.
+    if not force_events and token == _live_token_of(request.user, pk):
         return _unchanged()
+    run = _live_run(request.user, pk)
     context = _live_context(
         request.user, run, sample_count=run.sample_count, event_count=run.event_count
     )
@@ -766,6 +819,7 @@ def run_detail(request, pk):
         latest_of_model=_latest_of_its_model(),
         newest_run_id=_newest_of_its_model(),
         left_team_queue_at=_left_team_queue(),
+        team_version=F("team__stamp__version"),
     )
     samples = list(run.samples.all())
     events = list(run.events.values(*TRAIL_FIELDS))
