@@ -397,19 +397,20 @@ else:
 # Cancels, polls and launches go to a queue of their own, which workers drain before the rest:
 # `celery worker -Q urgent,celery` lists it first, and the transport takes queues in that
 # order (priority) instead of in turn (kombu's default, round robin). Within it, on Redis (0
-# is its highest priority): cancels, the sweep, the listing and reading the runs that left it
-# first, then applying what the listing read, then launches. So a burst of launches, or
-# of trainings ending, never holds up the next listing; and polls never starve launches, as
-# the sweep sends one listing at a time.
+# is its highest priority, and it keeps four levels, 0, 3, 6 and 9): cancels first, then the
+# sweep, the listing and reading the runs that left it, then applying what the listing read,
+# then launches. So a lead's cancel never waits behind polls, a burst of launches or of
+# trainings ending never holds up the next listing, and polls never starve launches, as the
+# sweep sends one listing at a time.
 CELERY_TASK_QUEUES = {"urgent": {}, "celery": {}}
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 URGENT_PRIORITIES = {
     "cancel_run": 0,
-    "sweep": 0,
-    "poll_listed": 0,
-    "poll_run": 0,
-    "apply_listed": 3,
-    "submit_run": 6,
+    "sweep": 3,
+    "poll_listed": 3,
+    "poll_run": 3,
+    "apply_listed": 6,
+    "submit_run": 9,
 }
 CELERY_TASK_ROUTES = {
     **{
