@@ -44,7 +44,7 @@ from functools import cache
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_save, pre_delete
 from django.utils import timezone
 
 from training import access
@@ -274,7 +274,7 @@ def _row_of_run_saved_or_deleted(sender, instance, **kwargs):
     using = kwargs.get("using", DEFAULT_DB_ALIAS)
     if sender.run.is_cached(instance):
         team_id = instance.run.team_id
-    else:  # a row saved or deleted alone: its run says which team (gone with it: it bumped)
+    else:  # a row saved or deleted alone: its run says which team
         runs = TrainingRun.objects.using(using).filter(pk=instance.run_id)
         team_id = runs.values_list("team_id", flat=True).first()
     changed(team_id, using=using)
@@ -304,7 +304,9 @@ def _person_saved(sender, instance, update_fields=None, **kwargs):
 
 def connect() -> None:
     """Bump on every save and delete of what live pages show, wherever it comes from."""
-    for signal in (post_save, post_delete):
+    # Deletes are seen before the row goes: a run deleted through `.only("pk")` still has its
+    # team to read then (the deletion's transaction bumps after it commits).
+    for signal in (post_save, pre_delete):
         name = "saved" if signal is post_save else "deleted"
         signal.connect(_run_saved_or_deleted, sender=TrainingRun, dispatch_uid=f"stamp-run-{name}")
         for model in (EpochSample, RunEvent):

@@ -214,6 +214,16 @@ def test_saves_and_deletes_of_runs_samples_and_events_move_the_stamp(alice, mode
         assert version(team) == before + 1
 
 
+def test_a_run_deleted_through_a_deferred_queryset_moves_the_stamp(alice, model):
+    run = make_run(alice, model, S.SUCCEEDED)
+    add_samples(run, 1, 1)
+    before = version(run.team_id)
+    # The deleted instances hold their pk only: the team is read before the row goes.
+    TrainingRun.objects.filter(pk=run.pk).only("pk").delete()
+    assert not TrainingRun.objects.filter(pk=run.pk).exists()
+    assert version(run.team_id) == before + 1
+
+
 def test_a_renamed_person_moves_the_stamp_of_the_teams_of_their_runs(alice, charlie, model):
     make_run(alice, model, S.RUNNING)
     mine, theirs = version(alice.membership.team_id), version(charlie.membership.team_id)
