@@ -1,14 +1,17 @@
 """Benchmark the history page, its CSV export and totals on 100k runs, beside Django's admin.
 
     python3 -m uv run python -m bench.history [--runs 100000] [--repeat 7] [--reseed]
+    python3 -m uv run python -m bench.history --runs 1000000     # the optional 1M seed
 
 Seeds a dedicated Postgres database (BENCH_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/bench_history, created if missing) with runs spread over
-teams, artists, model types, states and a year of launches, then times each page through
-Django's test client (the whole request in-process: middleware, queries, templates) and
-counts its queries. The same listing in the admin's changelist is timed in the same run as a
-baseline. It prints figures, not pass/fail. The seed is kept between runs unless --reseed or
-the run count differs.
+postgres://postgres@127.0.0.1:5432/bench_history for 100k runs, bench_history_1m for a
+million, created if missing) with runs spread over teams, artists, model types, states and a
+year of launches, written with COPY, then rebuilds history's rollups from them. It times each
+page through Django's test client (the whole request in-process: middleware, queries,
+templates) and counts its queries. The same listing in the admin's changelist is timed in the
+same run as a baseline. It prints figures, not pass/fail. The seed is kept between runs unless
+--reseed or the run count differs; the rollups are rebuilt when the seed is new, when they
+are empty, or with --rebuild.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ import warnings
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/bench_history"
+DEFAULT_RUNS = 100_000
+
+
+def default_url(runs: int) -> str:
+    """The 100k seed keeps its database; other sizes get their own (bench_history_1m)."""
+    if runs == DEFAULT_RUNS:
+        return DEFAULT_URL
+    if runs % 1_000_000 == 0:
+        return f"{DEFAULT_URL}_{runs // 1_000_000}m"
+    return f"{DEFAULT_URL}_{runs // 1000}k" if runs % 1000 == 0 else f"{DEFAULT_URL}_{runs}"
+
 
 TEAMS = [  # name, share of the runs, monthly budget
     ("Characters", 0.26, 60000),
@@ -75,6 +89,8 @@ def prepare_environment(url: str) -> None:
     os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
     # WhiteNoise warns once per client that collectstatic has not run; no static file is timed.
     warnings.filterwarnings("ignore", message="No directory at")
+    # The admin reads the date range's bounds as naive moments (in UTC, the bench's zone).
+    warnings.filterwarnings("ignore", message=".*received a naive datetime")
     import django
 
     django.setup()
@@ -114,7 +130,8 @@ def seed(total: int, *, rng: random.Random) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE training_epochsample, training_runevent, training_trainingrun, "
-            "training_scenariomodel, training_membership, training_team, auth_user CASCADE"
+            "training_scenariomodel, training_membership, training_team, auth_user "
+            "RESTART IDENTITY CASCADE"
         )
     User = get_user_model()
     User.objects.create_superuser("bench-admin", password="bench", first_name="Bench")
@@ -151,46 +168,80 @@ def seed(total: int, *, rng: random.Random) -> None:
     weights = [w for _, _, w in people]
     type_info = {t[0]: t for t in TYPES}
     now = timezone.now()
-    fields = [TrainingRun._meta.get_field(n) for n in ("created_at", "updated_at")]
-    # The seed writes a year of history: launch times are data here, not "now".
-    for f in fields:
-        f.auto_now_add = f.auto_now = False
-    try:
-        batch, made = [], 0
+    # Runs get their ids here, so that their samples can be written in the same pass.
+    epochs_of: list[tuple[int, int]] = []
+
+    def runs():
         for i in range(total):
             team, user, _ = rng.choices(people, weights)[0]
-            batch.append(_run(rng, i, total, now, team, user, by_type, type_info))
-            if len(batch) == 5000:
-                TrainingRun.objects.bulk_create(batch)
-                made += len(batch)
-                batch = []
-        TrainingRun.objects.bulk_create(batch)
-    finally:
-        fields[0].auto_now_add, fields[1].auto_now = True, True
-    samples = 0
-    succeeded = TrainingRun.objects.filter(state="succeeded").values_list("pk", "parameters")
-    batch = []
-    for pk, parameters in succeeded.iterator(chunk_size=5000):
-        prompts = 2 if pk % 3 == 0 else 1
-        for e in range(parameters.get("nbEpochs", 4)):
-            for p in range(prompts):
-                batch.append(
-                    EpochSample(run_id=pk, epoch=f"ep_{pk}_{e}", epoch_index=e, prompt_index=p,
-                                prompt=PROMPTS[p], asset_id=f"asset_{pk}_{e}_{p}",
-                                url=f"https://cdn.example.test/{pk}/{e}/{p}.webp")
-                )  # fmt: skip
-        if len(batch) >= 10000:
-            EpochSample.objects.bulk_create(batch)
-            samples += len(batch)
-            batch = []
-    EpochSample.objects.bulk_create(batch)
-    samples += len(batch)
+            run = _run(rng, i, total, now, team, user, by_type, type_info)
+            run.pk = i + 1
+            if run.state == "succeeded":
+                epochs_of.append((run.pk, run.parameters.get("nbEpochs", 4)))
+            yield run
+
+    fields = [f for f in TrainingRun._meta.concrete_fields]
+    copy_rows(
+        TrainingRun,
+        [f.column for f in fields],
+        # The seed writes a year of history: launch times are data here, not "now".
+        (
+            [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+            for run in runs()
+        ),
+    )
+    samples = copy_rows(
+        EpochSample,
+        ["run_id", "epoch", "epoch_index", "prompt_index", "prompt", "asset_id", "url"],
+        (
+            (pk, f"ep_{pk}_{e}", e, p, PROMPTS[p], f"asset_{pk}_{e}_{p}",
+             f"https://cdn.example.test/{pk}/{e}/{p}.webp")
+            for pk, epochs in epochs_of
+            for e in range(epochs)
+            for p in range(2 if pk % 3 == 0 else 1)
+        ),
+    )  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        for model in (TrainingRun, EpochSample):
+            table = model._meta.db_table
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {table}))"
+            )
     print(
         f"seeded {total:,} runs, {samples:,} epoch samples, {len(models):,} models, "
         f"{len(people)} people in {len(teams)} teams in {time.perf_counter() - started:.0f} s"
     )
+
+
+def copy_rows(model, columns: list[str], rows) -> int:
+    """Write rows into a model's table with COPY; return how many."""
+    from django.db import connection
+
+    qn = connection.ops.quote_name
+    names = ", ".join(map(qn, columns))
+    count = 0
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {qn(model._meta.db_table)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+    return count
+
+
+def rebuild_rollups() -> None:
+    from django.db import connection
+
+    from training import rollups
+
+    started = time.perf_counter()
+    written = rollups.rebuild()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    rows = ", ".join(
+        f"{count:,} {table.removeprefix('training_')}" for table, count in written.items()
+    )
+    print(f"rebuilt the rollups in {time.perf_counter() - started:.0f} s: {rows} rows")
 
 
 def _pick(rng: random.Random, pairs):
@@ -311,6 +362,7 @@ def admin_column(name: str) -> int:
 def cases(total: int) -> list[Case]:
     from django.contrib import admin
     from django.contrib.auth import get_user_model
+    from django.utils import timezone
 
     from training import reports
     from training.models import Membership, Role, TrainingRun
@@ -324,6 +376,14 @@ def cases(total: int) -> list[Case]:
     admin_deep = deep // admin_page + 1
     table = {"HX-Request": "true", "HX-Target": "history-table"}
     filtered = "type=sd-xl-lora&state=failed&from=2000-01-01&q=e"
+    # The same without the search, over a date range with partial weeks and months at its ends.
+    today = timezone.localdate()
+    start, end = today - dt.timedelta(days=200), today - dt.timedelta(days=20)
+    ranged = f"type=sd-xl-lora&state=failed&from={start}&to={end}"
+    admin_ranged = (
+        f"model_type__exact=sd-xl-lora&state__exact=failed&created_at__gte={start}"
+        f"&created_at__lt={end + dt.timedelta(days=1)}"
+    )
     after_deep = deep_cursor(staff, "-launched", deep)
     after_deep_billed = deep_cursor(staff, "-billed", deep)
     billed = admin_column("cu_cost")
@@ -343,6 +403,10 @@ def cases(total: int) -> list[Case]:
              user=staff, headers=table),
         Case("filtered", "admin changelist, same filters",
              f"{admin_list}?model_type__exact=sd-xl-lora&state__exact=failed&q=e", user=staff),
+        Case("no search", "history page, whole (type+state+dates, no search)",
+             f"{history}?{ranged}", user=staff),
+        Case("no search", "admin changelist, same filters", f"{admin_list}?{admin_ranged}",
+             user=staff),
         Case("sorted", "history table by CU billed ↓", f"{history}?sort=-billed", user=staff,
              headers=table),
         Case("sorted", "admin changelist by CU billed ↓", f"{admin_list}?o=-{billed}",
@@ -363,24 +427,19 @@ def cases(total: int) -> list[Case]:
     ]  # fmt: skip
 
 
-def time_totals(repeat: int) -> dict:
-    from django.contrib.auth import get_user_model
+def time_call(call, repeat: int) -> dict:
+    """Time a call in-process: median and min ms, its queries and their SQL time."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from training import reports
-    from training.access import visible_runs
-
-    staff = get_user_model().objects.get(username="bench-admin")
-    runs = visible_runs(staff)
-    reports.totals(runs)
+    call()
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        reports.totals(runs)
+        call()
         times.append((time.perf_counter() - started) * 1000)
     with CaptureQueriesContext(connection) as queries:
-        result = reports.totals(runs)
+        result = call()
     return {
         "median": statistics.median(times),
         "min": min(times),
@@ -388,6 +447,22 @@ def time_totals(repeat: int) -> dict:
         "sql": sum(float(q["time"]) for q in queries.captured_queries) * 1000,
         "result": result,
     }
+
+
+def time_totals(repeat: int) -> tuple[dict, dict]:
+    """The exact totals over every run (the search's path), and every figure from rollups."""
+    from django.contrib.auth import get_user_model
+
+    from training import figures, reports
+    from training.access import visible_runs
+    from training.models import Team
+
+    staff = get_user_model().objects.get(username="bench-admin")
+    teams = list(Team.objects.order_by("name"))
+    filters = reports.parse_filters({}, staff)
+    exact = time_call(lambda: reports.totals(visible_runs(staff)), repeat)
+    rolled = time_call(lambda: figures.history(staff, filters, teams).totals, repeat)
+    return exact, rolled
 
 
 def csv_memory(total: int) -> float:
@@ -411,22 +486,33 @@ def csv_memory(total: int) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="1000000 for the 1M seed")
     parser.add_argument("--repeat", type=int, default=7, help="timed repeats per case")
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the rollups first")
+    parser.add_argument("--prepare", action="store_true", help="seed and roll up, time nothing")
     parser.add_argument("--seed", type=int, default=6, help="random seed of the data")
     args = parser.parse_args(argv)
-    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    url = os.environ.get("BENCH_DATABASE_URL", default_url(args.runs))
     prepare_environment(url)
 
     from django.core.management import call_command
     from django.db import connection
 
-    from training.models import EpochSample, TrainingRun
+    from training.models import FINAL_STATES, EpochSample, RollupDay, TrainingRun
 
     call_command("migrate", verbosity=0)
-    if args.reseed or TrainingRun.objects.count() != args.runs:
+    reseed = args.reseed or TrainingRun.objects.count() != args.runs
+    if reseed:
         seed(args.runs, rng=random.Random(args.seed))
+    unrolled = (
+        not RollupDay.objects.exists()
+        and TrainingRun.objects.filter(state__in=FINAL_STATES).exists()
+    )
+    if reseed or unrolled or args.rebuild:
+        rebuild_rollups()
+    if args.prepare:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         version = cursor.fetchone()[0]
@@ -453,18 +539,28 @@ def main(argv=None) -> int:
         )
     totals = time_totals(args.repeat)
     print("[totals]")
-    print(
-        f"  {'reports.totals() on all runs (incl. p90)':<50} {totals['median']:>10.1f} "
-        f"{totals['min']:>8.1f} {totals['queries']:>8} {totals['sql']:>8.1f}"
-    )
-    t = totals["result"]
-    print(
-        f"    runs {t.runs:,} · success {t.success_rate:.1%} · CU spent {t.cu_spent:,.0f} · "
-        f"queue mean {t.queue_mean:.0f} s p90 {t.queue_p90:.0f} s · "
-        f"train mean {t.train_mean:.0f} s p90 {t.train_p90:.0f} s"
-    )
+    for label, figures in zip(
+        ("reports.totals() over every run (exact p90)", "figures.history() from rollups (all)"),
+        totals,
+        strict=True,
+    ):
+        print(
+            f"  {label:<50} {figures['median']:>10.1f} {figures['min']:>8.1f} "
+            f"{figures['queries']:>8} {figures['sql']:>8.1f}"
+        )
+        t = figures["result"]
+        print(
+            f"    runs {t.runs:,} · success {t.success_rate:.1%} · CU spent {t.cu_spent:,.0f} · "
+            f"queue mean {t.queue_mean:.0f} s p90 {t.queue_p90:.0f} s · "
+            f"train mean {t.train_mean:.0f} s p90 {t.train_p90:.0f} s"
+        )
     peak = csv_memory(args.runs)
     print(f"\nCSV export peak Python memory while streaming every row: {peak:.1f} MiB")
+    export = next(f for c, f in results if c.label.startswith("CSV export of all"))
+    print(
+        f"CSV export of all {args.runs:,} runs: {args.runs / (export['median'] / 1000):,.0f} "
+        f"rows/s (median {export['median'] / 1000:.2f} s, {export['bytes'] / 2**20:.1f} MiB)"
+    )
     print("\nRatios, history ÷ admin changelist (median server time; below 1 means faster):")
     by_group: dict[str, list] = {}
     for case, figures in results:

@@ -5,6 +5,8 @@
 - `make_run`: a run of a given model in any state, nothing more than what is given.
 - `make_sent_run`: a run as the worker would have left it once sent (job, parameters).
 - `make_past_run`: a run launched on a given day, with its durations and costs, for history.
+
+A run made final here is also counted in history's rollups, as the final transition counts it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from itertools import count
 
 from django.utils import timezone
 
-from training import stamps
+from training import rollups, stamps
 from training.models import (
     FINAL_STATES,
     EpochSample,
@@ -77,6 +79,13 @@ def mirror(sim_model, team=None) -> ScenarioModel:
 
 def make_run(user, model, state=RunState.DRAFT, **fields) -> TrainingRun:
     """Create a run in any state, made directly (as if the lifecycle had brought it there)."""
+    run = _create_run(user, model, state, **fields)
+    if state in FINAL_STATES:
+        rollups.add_run(run.pk)
+    return run
+
+
+def _create_run(user, model, state, **fields) -> TrainingRun:
     return TrainingRun.objects.create(
         created_by=user,
         team=fields.pop("team", None) or user.membership.team,
@@ -125,7 +134,7 @@ def make_past_run(
 ) -> TrainingRun:
     """Create a run launched at `launched`, finished `wall` seconds later if final."""
     model = model or make_bare_model(name, model_type)
-    run = make_run(
+    run = _create_run(
         user, model, state, team=team, model_type=model_type, parameters=parameters or {},
         queue_duration=queue, train_duration=train, quote_cu_cost=quote, cu_cost=cost,
         cu_discount=discount,
@@ -144,6 +153,8 @@ def make_past_run(
     TrainingRun.objects.filter(pk=run.pk).update(
         created_at=launched, finished_at=finished, train_started_at=started, train_ended_at=ended
     )
+    if state in FINAL_STATES:
+        rollups.add_run(run.pk)  # once launched on its day
     add_samples(run, epochs, prompts)
     run.refresh_from_db()
     return run
@@ -178,9 +189,11 @@ def finish(run, state=RunState.SUCCEEDED, **fields) -> None:
     """Move a run to a final state the way services do: state, finished_at and updated_at,
     and its team's stamp (at once: a test's transaction never commits)."""
     now = timezone.now()
+    rollups.remove_run(run.pk)  # if it was final already, it is counted again as it ends now
     TrainingRun.objects.filter(pk=run.pk).update(
         state=state, finished_at=now, updated_at=now, **fields
     )
+    rollups.add_run(run.pk)
     stamps.write([run.team_id])
 
 

@@ -8,6 +8,7 @@ class TrainingConfig(AppConfig):
     verbose_name = "Trainings"
 
     def ready(self):
-        from training import stamps
+        # Connects the receiver that keeps history's rollups right when a run is deleted.
+        from training import rollups, stamps  # noqa: F401
 
         stamps.connect()

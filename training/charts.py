@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from html import escape as quote  # as django.utils.html.escape, without the SafeString
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -105,24 +106,33 @@ def stacked_weeks(series: StackedSeries, unit: str = "CU", width: int = 2 * WIDT
 
     colours = _colours(series.keys)
     body = _y_axis(ticks, y, width=width)
+    # A bar per week and key: its fixed parts are written once, only its figures per mark.
+    # The title is escaped a part at a time: a week and an amount have nothing to escape.
+    marks = [(series.values[key], _fill(colours[key]), quote(key)) for key in series.keys]
+    unit = quote(unit)
     for i, week in enumerate(series.weeks):
         base = 0.0
-        for key in series.keys:
-            value = series.values[key][i]
+        left = f'<rect x="{x(i) - bar / 2:.1f}" y="'
+        size = f'" width="{bar:.1f}" height="'
+        when = f"<title>Week of {week:%d %b %Y} · "
+        for values, fill, key in marks:
+            value = values[i]
             if not value:
                 continue
             top, bottom = y(base + value), y(base)
             base += value
             body.append(
-                f'<rect x="{x(i) - bar / 2:.1f}" y="{top:.1f}" width="{bar:.1f}" '
-                f'height="{max(bottom - top, 0.5):.1f}" fill="{colours[key]}">'
-                f"<title>{escape(f'Week of {week:%d %b %Y} · {key}: {cu_amount(value)} {unit}')}"
-                "</title></rect>"
+                f"{left}{top:.1f}{size}{max(bottom - top, 0.5):.1f}{fill}"
+                f"{when}{key}: {cu_amount(value)} {unit}</title></rect>"
             )
     labels = [week_label(week) for week in series.weeks]
     body += _x_labels(labels, x, every=max(1, math.ceil(len(labels) / 8)))
     legend = [(key, colours[key]) for key in series.keys]
     return Chart(_svg(body, f"{unit} per week", width), legend)
+
+
+def _fill(colour: str) -> str:
+    return f'" fill="{colour}">'
 
 
 def _colours(keys: list[str]) -> dict[str, str]:
@@ -158,14 +168,15 @@ def duration_spread(points: list[dict]) -> Chart | None:
     )
     for p in points:
         colour = STATE_COLORS.get(p["state"], PALETTE[0])
+        # Escaped a part at a time: ids and durations have nothing to escape.
         tip = (
-            f"Run {p['pk']} · {p['model__name']} · queued {duration(p['queue_duration'])}"
-            f", trained {duration(p['train_duration'])} · {p['state']}"
+            f"Run {p['pk']} · {quote(p['model__name'])} · queued {duration(p['queue_duration'])}"
+            f", trained {duration(p['train_duration'])} · {quote(p['state'])}"
         )
         body.append(
             f'<circle cx="{x(p["queue_duration"] / 60):.1f}" '
             f'cy="{y(p["train_duration"] / 60):.1f}" r="3.2" fill="{colour}" '
-            f'fill-opacity="0.55"><title>{escape(tip)}</title></circle>'
+            f'fill-opacity="0.55"><title>{tip}</title></circle>'
         )
     present = {p["state"] for p in points}
     legend = [(state, colour) for state, colour in STATE_COLORS.items() if state in present]

@@ -106,6 +106,20 @@ def cu(value) -> str:
     return f"{cu_amount(value)} CU"
 
 
+def count(value) -> str:
+    """Say a count with its thousands grouped: "12,345" (as floatformat:"0g" did, faster)."""
+    if value is None or value == "":
+        return ""
+    return f"{round(float(value)):,}"
+
+
+def percent(share) -> str:
+    """Say a share (0.75) in whole percent, without the sign: "75"; unknown → "—"."""
+    if share is None or share == "":
+        return NOTHING
+    return str(round(float(share) * 100))
+
+
 def number(value: float | int) -> str:
     """Say a number as a person reads it: 0.000001, not 1e-06; 5, not 5.0."""
     if isinstance(value, int) or float(value).is_integer():

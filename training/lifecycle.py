@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from training import notifications, params, stamps
+from training import notifications, params, rollups, stamps
 from training.models import FINAL_STATES, EventSource, RunEvent, RunState, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def transition(
                 )
                 if to_state in FINAL_STATES:
                     notifications.record_run_end(run)  # the outbox, in this transaction
+                    rollups.add_run(run.pk)  # history's sums, in this transaction too
         if changed:
             for name, value in values.items():
                 setattr(run, name, value)

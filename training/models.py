@@ -127,9 +127,13 @@ ACTIVE_STATES = frozenset(set(RunState) - FINAL_STATES)
 STATES_WITH_REASON = frozenset({RunState.FAILED, RunState.NOT_STARTED})
 
 
+# Each state's label, read once: RunState.values builds a new list at each call.
+STATE_LABELS = dict(RunState.choices)
+
+
 def outcome_words(state: str, reason: str = "") -> str:
     """Say how a run ended, or where it is, with Scenario's reason when it gave one."""
-    label = RunState(state).label if state in RunState.values else state
+    label = STATE_LABELS.get(state, state)
     if state in STATES_WITH_REASON and reason:
         return f"{label}: {reason}"
     return label
@@ -530,3 +534,139 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} to {self.recipient} for run {self.run_id}"
+
+
+# --- History's rollups: sums of final runs, kept by training.rollups -------------------------
+
+# Durations are counted in buckets whose bounds grow by 2^(1/5) (about 15%) from 1 s to 2^18 s
+# (about 3 days), with one bucket below 1 s and one above 3 days; training.rollups reads a p90
+# from them.
+BUCKETS_PER_DOUBLING = 5
+BUCKET_DOUBLINGS = 18
+DURATION_BUCKETS = BUCKETS_PER_DOUBLING * BUCKET_DOUBLINGS + 2
+
+
+class RollupFigures(models.Model):
+    """What a rollup row sums over its runs: all final, of one team and one outcome.
+
+    `day` is the first local day (settings.TIME_ZONE) of launch the row covers; `week` (its
+    Monday; none in a month's row) and `month` (its 1st) are kept beside it so that series
+    group without date arithmetic. Teams and artists are plain ids, not foreign keys: the rows
+    are derived, the runs they count protect their team and artist from deletion, and a
+    foreign key's column would go after the bucket counts, the far end of a row.
+    """
+
+    day = models.DateField()
+    week = models.DateField(null=True)
+    month = models.DateField()
+    team_id = models.BigIntegerField()
+    outcome = models.CharField(max_length=20, choices=RunState.choices)
+    runs = models.IntegerField(db_default=0)
+    billed = models.IntegerField(db_default=0, help_text="runs with a bill")
+    cu_billed = models.FloatField(db_default=0)
+    cu_quoted = models.FloatField(db_default=0)
+    queue_runs = models.IntegerField(db_default=0, help_text="runs with a queue time")
+    queue_seconds = models.FloatField(db_default=0)
+    train_runs = models.IntegerField(db_default=0, help_text="runs with a train time")
+    train_seconds = models.FloatField(db_default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.runs} {self.outcome} runs of team {self.team_id} from {self.day}"
+
+
+class RollupDay(RollupFigures):
+    """Final runs per team, day, model type, artist, outcome and duration bucket.
+
+    Every filter of the history can be answered from these rows; the spans below answer the
+    common ones from fewer rows. A run without a queue (train) time has bucket -1.
+    """
+
+    model_type = models.CharField(max_length=60)
+    artist_id = models.BigIntegerField()
+    queue_bucket = models.SmallIntegerField()
+    train_bucket = models.SmallIntegerField()
+    pk = models.CompositePrimaryKey(
+        "day", "team_id", "outcome", "model_type", "artist_id", "queue_bucket", "train_bucket"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["artist_id", "day"], name="rollup_day_artist"),
+            models.Index(fields=["model_type", "day"], name="rollup_day_type"),
+        ]
+
+
+# A span is a week cut at the end of a month (`day` is its first day), so that spans add up
+# both to weeks and to months. Whole months have tables of their own, for the figures that
+# need no week: a twelfth of the rows a year of spans has.
+
+
+class RollupSpan(RollupFigures):
+    """Final runs per team, span and outcome, with their duration buckets."""
+
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome")
+
+
+class RollupSpanArtist(RollupFigures):
+    """Final runs per team, span, artist and outcome."""
+
+    artist_id = models.BigIntegerField()
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome", "artist_id")
+
+    class Meta:
+        indexes = [models.Index(fields=["artist_id", "day"], name="rollup_span_artist")]
+
+
+class RollupSpanType(RollupFigures):
+    """Final runs per team, span, model type and outcome, with their duration buckets."""
+
+    model_type = models.CharField(max_length=60)
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome", "model_type")
+
+    class Meta:
+        indexes = [models.Index(fields=["model_type", "day"], name="rollup_span_type")]
+
+
+class RollupMonth(RollupFigures):
+    """Final runs per team, month (`day` is its 1st) and outcome, with their duration buckets."""
+
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome")
+
+
+class RollupMonthArtist(RollupFigures):
+    """Final runs per team, month, artist and outcome."""
+
+    artist_id = models.BigIntegerField()
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome", "artist_id")
+
+    class Meta:
+        indexes = [models.Index(fields=["artist_id", "day"], name="rollup_month_artist")]
+
+
+class RollupMonthType(RollupFigures):
+    """Final runs per team, month, model type and outcome, with their duration buckets."""
+
+    model_type = models.CharField(max_length=60)
+    pk = models.CompositePrimaryKey("day", "team_id", "outcome", "model_type")
+
+    class Meta:
+        indexes = [models.Index(fields=["model_type", "day"], name="rollup_month_type")]
+
+
+def _count_durations(model) -> None:
+    """Give a rollup table a count per duration bucket: queue_b0…, train_b0….
+
+    Added last, so the table's other columns come first in its rows, where reading them is
+    cheapest.
+    """
+    for metric in ("queue", "train"):
+        for bucket in range(DURATION_BUCKETS):
+            model.add_to_class(f"{metric}_b{bucket}", models.IntegerField(db_default=0))
+
+
+for _model in (RollupSpan, RollupSpanType, RollupMonth, RollupMonthType):
+    _count_durations(_model)
+del _model
