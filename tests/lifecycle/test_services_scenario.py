@@ -190,8 +190,10 @@ def test_a_launch_refused_after_its_cancel_was_requested_ends_canceled(scenario,
 
     worker = threading.Thread(target=submit)
     worker.start()
-    for _ in range(200):
-        if TrainingRun.objects.filter(pk=run.pk, state=S.SUBMITTING).exists():
+    # Wait for the last check before sending (it counts the trigger), not for SUBMITTING: a
+    # cancel between the two rightly keeps the trigger from going out at all.
+    for _ in range(500):
+        if TrainingRun.objects.filter(pk=run.pk, triggers_sent=1).exists():
             break
         time.sleep(0.01)
     # The trigger is on its way (the answer takes 0.8 s) when the cancel comes in.
