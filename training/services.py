@@ -695,26 +695,31 @@ def poll_listed(run_ids: list[int], held_until: str = "") -> None:
     next listing may go out while chunks are still applied.
     """
     try:
-        _list_and_apply(_polled_runs(run_ids), held_until)
+        first, training = _list_and_share(_polled_runs(run_ids), held_until)
     finally:
-        _give_back_listing(held_until)  # whatever happened; a second give-back does nothing
+        if held_until:  # whatever happened
+            leases.release_listing(datetime.fromisoformat(held_until))
+    if first:
+        _apply_listed(first, training, held_until)
 
 
-def _give_back_listing(held_until: str) -> None:
-    if held_until:
-        leases.release_listing(datetime.fromisoformat(held_until))
+def _list_and_share(
+    runs: list[TrainingRun], held_until: str
+) -> tuple[list[TrainingRun], dict[str, scenario.Model]]:
+    """List the training models and share the listed runs out in chunks, all but the first.
 
-
-def _list_and_apply(runs: list[TrainingRun], held_until: str) -> None:
+    Returns the first chunk, to be applied by this task, and the listing; nothing when the
+    listing failed. A run whose model is not listed gets a read of its own.
+    """
     if not runs:
-        return
+        return [], {}
     client = scenario_client.get()
     try:
         listed = client.iter_models(status=remote.TRAINING_STATUS, page_size=LIST_PAGE_SIZE)
         training = {model.id: model for model in listed}
     except scenario.ScenarioError as error:
         _listing_failed(runs, error)
-        return
+        return [], {}
     found = []
     for run in runs:
         if run.model.remote_id in training:
@@ -725,9 +730,7 @@ def _list_and_apply(runs: list[TrainingRun], held_until: str) -> None:
     for chunk in chunks[1:]:
         part = {run.model.remote_id: training[run.model.remote_id].raw for run in chunk}
         enqueue("apply_listed", [run.pk for run in chunk], part, held_until)
-    _give_back_listing(held_until)
-    if chunks:
-        _apply_listed(chunks[0], training, held_until)
+    return (chunks[0] if chunks else []), training
 
 
 def apply_listed(run_ids: list[int], listing: dict[str, dict], held_until: str = "") -> None:

@@ -205,6 +205,10 @@ def _bump(teams: set[int], using: str) -> None:
     if batch is not None:
         batch.add(teams, using)
         return
+    _write_or_log(teams, using)
+
+
+def _write_or_log(teams: set[int], using: str) -> None:
     try:
         write(teams, using)
     except Exception:  # a bump lost costs a late refresh, never the write it follows
@@ -239,10 +243,7 @@ class _Batch:
         self.flushed = time.monotonic()
         teams, self.teams = self.teams, {}
         for using, pks in teams.items():
-            try:
-                write(pks, using)
-            except Exception:
-                log.exception("Could not bump the stamps of teams %s", sorted(pks))
+            _write_or_log(pks, using)
 
 
 @contextmanager

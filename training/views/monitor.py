@@ -475,14 +475,6 @@ def _left_team_queue():
     return Subquery(left.order_by("at").values("at")[:1])
 
 
-def _counts():
-    """Annotate a run with its numbers of samples and audit lines, in the run's own query."""
-    return {
-        "sample_count": _count_of(EpochSample, run=OuterRef("pk")),
-        "event_count": _count_of(RunEvent, run=OuterRef("pk")),
-    }
-
-
 # What _live_token reads of a run, and only that: the unchanged check's query.
 TOKEN_FIELDS = (
     "state",
@@ -513,7 +505,10 @@ def _live_run(user, pk) -> TrainingRun:
     """Read the run with everything its live panel shows, in one query; 404 when not visible."""
     runs = _with_viewer(access.visible_runs(user), user).select_related("model", "created_by")
     runs = runs.annotate(
-        **_counts(), team_version=F("team__stamp__version"), left_team_queue_at=_left_team_queue()
+        sample_count=_count_of(EpochSample, run=OuterRef("pk")),
+        event_count=_count_of(RunEvent, run=OuterRef("pk")),
+        team_version=F("team__stamp__version"),
+        left_team_queue_at=_left_team_queue(),
     )
     try:
         run = runs.get(pk=pk)
