@@ -195,8 +195,10 @@ def history(user, filters: reports.HistoryFilters, teams: list[Team]) -> History
 def _figures(user, sums: Sums, totals, choices, teams, cu_weeks) -> HistoryFigures:
     return HistoryFigures(
         totals=totals,
-        by_artist=_by_artist(sums[("artist",)], dict(choices.artists)),
-        by_team=_by_team(sums[("team",)], {t.pk: t.name for t in teams}) if user.is_staff else [],
+        by_artist=_by_named(sums[("artist",)], dict(choices.artists), "created_by_id", "artist"),
+        by_team=_by_named(sums[("team",)], {t.pk: t.name for t in teams}, "team_id", "team")
+        if user.is_staff
+        else [],
         by_month=_by_month(sums[("month",)]),
         cu_weeks=cu_weeks,
         outcome_weeks=_outcome_weeks(sums[("week",)]),
@@ -240,21 +242,12 @@ def _row(sums: list) -> dict:
     }
 
 
-def _by_artist(rows: dict[tuple, list], names: dict[int, str]) -> list[dict]:
+def _by_named(rows: dict[tuple, list], names: dict[int, str], id_key: str, name_key: str):
+    """A breakdown by artist or by team, each row named: the biggest spenders first."""
     result = [
-        {"created_by_id": artist, **_row(sums), "artist": names.get(artist, "?")}
-        for (artist,), sums in rows.items()
+        {id_key: pk, **_row(sums), name_key: names.get(pk, "?")} for (pk,), sums in rows.items()
     ]
-    result.sort(key=lambda row: (-row["cu_spent"], row["artist"]))
-    return result
-
-
-def _by_team(rows: dict[tuple, list], team_names: dict[int, str]) -> list[dict]:
-    result = [
-        {"team_id": team, **_row(sums), "team": team_names.get(team, "?")}
-        for (team,), sums in rows.items()
-    ]
-    result.sort(key=lambda row: (-row["cu_spent"], row["team"]))
+    result.sort(key=lambda row: (-row["cu_spent"], row[name_key]))
     return result
 
 
