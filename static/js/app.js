@@ -64,8 +64,12 @@ document.addEventListener("click", (event) => {
 // the field, and its check may answer before the button is released: painting the panel then
 // would remove the pressed button and lose the click. Such a check is held back; the click's
 // own request repaints the whole form, and if no click follows the check is sent again.
+// Each check answers for the whole form, as it was when the check was sent: one that answers
+// after a later check was painted would put back that older form's errors, so it is dropped.
 let buttonPressed = false;
 let heldBackCheck = null;
+let checksSent = 0;
+let newestCheckPainted = 0;
 document.addEventListener("pointerdown", (event) => {
   buttonPressed = Boolean(event.target.closest && event.target.closest("#launch-form button"));
 });
@@ -84,14 +88,15 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     heldBackCheck = null; // the form's own request answers for every field
     return;
   }
+  const sent = ++checksSent;
   elt.addEventListener(
     "htmx:beforeSwap",
     (swap) => {
-      if (!elt.isConnected) swap.detail.shouldSwap = false;
+      if (!elt.isConnected || sent < newestCheckPainted) swap.detail.shouldSwap = false;
       else if (buttonPressed) {
         swap.detail.shouldSwap = false;
         heldBackCheck = elt;
-      }
+      } else newestCheckPainted = sent;
     },
     { once: true },
   );

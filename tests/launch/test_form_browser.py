@@ -105,6 +105,36 @@ def test_the_voice_form_in_a_browser(browser_page, live_server, client, alice, s
     save_screenshot(page, "launch-elevenlabs-voice")
 
 
+def test_a_check_answering_after_a_later_one_does_not_put_back_its_errors(
+    browser_page, live_server, client, alice, synced_models
+):
+    page = browser_page
+    _sign_in(page, client, alice, live_server)
+    voice = synced_models["Narrator voice"]
+    page.goto(f"{live_server.url}/launch/?model={voice.remote_id}")
+    page.wait_for_selector("#params-elevenlabs-voice")
+    held = []
+
+    def hold_the_first_answer(route):
+        if held:
+            route.continue_()
+        else:  # the server answers at once; the browser gets it only when the test says
+            held.append((route, route.fetch()))
+
+    page.route("**/launch/validate/", hold_the_first_answer)
+    page.select_option("#id_cloneType", "instant")  # its check: language still empty
+    page.wait_for_function("() => document.querySelector('#id_cloneType.htmx-request')")
+    page.fill("#id_language", "EN")
+    page.press("#id_language", "Tab")
+    page.wait_for_selector("#err-language li")
+    assert len(held) == 1
+    route, answer = held[0]
+    route.fulfill(response=answer)  # the older check, with the form as it was before
+    page.wait_for_function("() => !document.querySelector('#launch-form .htmx-request')")
+    assert page.locator("#err-language li").count() == 1, "the older check undid the error"
+    page.unroute("**/launch/validate/")
+
+
 def test_launching_from_the_browser_lands_on_the_run_page(
     browser_page, live_server, client, alice, synced_models
 ):
